@@ -1,0 +1,1 @@
+"""Refinery: shared libraries of every service."""

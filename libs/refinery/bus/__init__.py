@@ -1,0 +1,1 @@
+"""Kafka helpers: durable producer with spool, topic set-up."""

@@ -1,0 +1,138 @@
+"""`refinery`: run the platform and manage the running one.
+
+  refinery run                        start everything (what `make run` does)
+  refinery project create NAME        create a project; prints its API key
+  refinery project list
+  refinery provider set PROJECT_ID PROVIDER --base-url URL --api-key KEY
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("REFINERY_DATA_DIR", ".refinery")).resolve()
+
+
+def _gateway() -> tuple[str, str]:
+    data_dir = _data_dir()
+    stack = data_dir / "stack.json"
+    if stack.exists():
+        url = json.loads(stack.read_text())["url"]
+    else:
+        url = f"http://127.0.0.1:{os.environ.get('REFINERY_PORT', '8000')}"
+    token_file = data_dir / "gateway" / "admin-token"
+    token = os.environ.get("REFINERY_ADMIN_TOKEN") or (token_file.read_text().strip() if token_file.exists() else "")
+    if not token:
+        sys.exit(f"no admin token: is Refinery running with REFINERY_DATA_DIR={data_dir}?")
+    return url, token
+
+
+def _admin(method: str, path: str, body: dict | None = None) -> object:
+    url, token = _gateway()
+    req = urllib.request.Request(
+        url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        sys.exit(f"error {exc.code}: {exc.read().decode(errors='replace')}")
+    except urllib.error.URLError as exc:
+        sys.exit(f"cannot reach Refinery at {url}: {exc.reason}")
+
+
+def _run(_: argparse.Namespace) -> None:
+    from refinery.stack.platform import Stack
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("REFINERY_INIT_")}
+    stack = Stack(_data_dir(), int(os.environ.get("REFINERY_PORT", "8000")), env=env)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    print(f"starting Refinery (data in {stack.data_dir}) ...", flush=True)
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+        return
+    except (RuntimeError, TimeoutError) as exc:
+        sys.exit(f"Refinery failed to start: {exc}")
+    key = os.environ.get("REFINERY_INIT_API_KEY") or "(see `refinery project create NAME`)"
+    print(
+        f"\nRefinery is running at {stack.url}\n"
+        f"  API base:     {stack.api_base}\n"
+        f"  API key:      {key}\n"
+        f"  point the SDKs at it:\n"
+        f"    export OPENPIPE_BASE_URL={stack.api_base} OPENPIPE_API_KEY=<API key>\n"
+        f"    OpenAI(base_url=\"{stack.api_base}\", api_key=\"<API key>\")\n"
+        f"  logs of each service: {stack.log_dir}\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    try:
+        while not stopping.is_set():
+            stopping.wait(1.0)
+            for name, proc in stack.services.items():
+                if not proc.alive:
+                    print(f"{name} exited; restarting (log: {proc.log_path})", flush=True)
+                    proc.start()
+    except KeyboardInterrupt:
+        pass
+    print("\nstopping ...", flush=True)
+    stack.stop()
+    print("stopped", flush=True)
+
+
+def _project_create(args: argparse.Namespace) -> None:
+    body = {"name": args.name}
+    if args.api_key:
+        body["apiKey"] = args.api_key
+    out = _admin("POST", "/admin/v1/projects", body)
+    assert isinstance(out, dict)
+    print(f"project {out['name']} ({out['id']})\napi key: {out['apiKey']}")
+
+
+def _project_list(_: argparse.Namespace) -> None:
+    for p in _admin("GET", "/admin/v1/projects"):  # type: ignore[union-attr]
+        print(f"{p['id']}  {p['name']}")
+
+
+def _provider_set(args: argparse.Namespace) -> None:
+    _admin("PUT", f"/admin/v1/projects/{args.project_id}/providers/{args.provider}",
+           {"baseUrl": args.base_url, "apiKey": args.api_key})
+    print(f"provider {args.provider} set for {args.project_id}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="refinery", description="Run and manage Refinery.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="start the platform").set_defaults(fn=_run)
+    project = sub.add_parser("project", help="manage projects").add_subparsers(dest="sub", required=True)
+    create = project.add_parser("create", help="create a project and print its API key")
+    create.add_argument("name")
+    create.add_argument("--api-key", help="use this key instead of a generated one")
+    create.set_defaults(fn=_project_create)
+    project.add_parser("list", help="list projects").set_defaults(fn=_project_list)
+    provider = sub.add_parser("provider", help="manage provider settings").add_subparsers(dest="sub", required=True)
+    pset = provider.add_parser("set", help="set a project's upstream provider")
+    pset.add_argument("project_id")
+    pset.add_argument("provider", help="openai, anthropic, gemini or a custom name")
+    pset.add_argument("--base-url", required=True)
+    pset.add_argument("--api-key", required=True)
+    pset.set_defaults(fn=_provider_set)
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Event envelope and the catalogue of event types, one module per domain."""

@@ -1,0 +1,1 @@
+"""The embedded stack: SeaweedFS, Tansu and the services as supervised processes."""

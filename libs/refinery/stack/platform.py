@@ -1,0 +1,144 @@
+"""The whole platform as one supervised set of processes (`make run`, the e2e tests).
+
+Start order follows dependencies: SeaweedFS, Tansu on it, log-ingest, proxy-router,
+gateway; stop goes the other way. Every port except the gateway's is picked free at start,
+and what a client needs (gateway URL) is written to `<data_dir>/stack.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from refinery.stack.infra import SeaweedFS, Tansu
+from refinery.stack.process import ManagedProcess, free_port, port_open
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        durable: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = self.data_dir / "logs"
+        self.port = port or free_port()
+        self.durable = durable
+        self.extra_env = env or {}
+        self.seaweed: SeaweedFS | None = None
+        self.tansu: Tansu | None = None
+        self.services: dict[str, ManagedProcess] = {}
+        self.ports = {
+            "log_ingest_grpc": free_port(),
+            "gateway_grpc": free_port(),
+            "proxy_http": free_port(),
+            "proxy_grpc": free_port(),
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.url}/api/v1"
+
+    def _service_env(self) -> dict[str, str]:
+        assert self.tansu is not None
+        return {
+            "REFINERY_DATA_DIR": str(self.data_dir),
+            "REFINERY_BUS_BOOTSTRAP": self.tansu.bootstrap,
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+    def _python(self, name: str, module: str, env: dict[str, str]) -> ManagedProcess:
+        return ManagedProcess(name, [sys.executable, "-m", module], self.log_dir, env={**self._service_env(), **env})
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        if port_open(self.port):
+            raise RuntimeError(f"port {self.port} is in use; set REFINERY_PORT to another port")
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout_s: float) -> None:
+        if self.durable:
+            self.seaweed = SeaweedFS(self.data_dir / "seaweedfs", self.log_dir)
+            self.seaweed.start()
+            self.seaweed.ensure_bucket("tansu")
+            self.tansu = Tansu(self.log_dir, self.seaweed.credentials)
+        else:
+            self.tansu = Tansu(self.log_dir, None)
+        self.tansu.start()
+        p = self.ports
+        self.services["log-ingest"] = self._python(
+            "log-ingest", "log_ingest.main", {"REFINERY_LOG_INGEST_GRPC_PORT": str(p["log_ingest_grpc"])}
+        )
+        self.services["proxy-router"] = self._python("proxy-router", "proxy_router.main", {
+            "REFINERY_PROXY_PORT": str(p["proxy_http"]),
+            "REFINERY_PROXY_GRPC_PORT": str(p["proxy_grpc"]),
+            "REFINERY_GATEWAY_GRPC": f"127.0.0.1:{p['gateway_grpc']}",
+        })
+        self.services["gateway"] = self._python("gateway", "gateway.main", {
+            "REFINERY_PORT": str(self.port),
+            "REFINERY_GRPC_PORT": str(p["gateway_grpc"]),
+            "REFINERY_LOG_INGEST_GRPC": f"127.0.0.1:{p['log_ingest_grpc']}",
+            "REFINERY_PROXY_ROUTER_URL": f"http://127.0.0.1:{p['proxy_http']}",
+            "REFINERY_PROXY_ROUTER_GRPC": f"127.0.0.1:{p['proxy_grpc']}",
+        })
+        for proc in self.services.values():
+            proc.start()
+        self.services["gateway"].wait_ready(self.healthy, timeout_s)
+        (self.data_dir / "stack.json").write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        raise TimeoutError("stack not healthy:\n" + "\n".join(
+            f"--- {n}\n{p.tail(15)}" for n, p in self.services.items()))
+
+    def restart(self, name: str, *, kill: bool = False) -> None:
+        """Stop (or kill -9) one part and start it again with the same ports and data."""
+        if name == "tansu":
+            assert self.tansu is not None
+            self.tansu.kill() if kill else self.tansu.stop()
+            self.tansu.start()
+            return
+        proc = self.services[name]
+        proc.kill() if kill else proc.stop()
+        proc.start()
+
+    def admin_token(self) -> str:
+        return (self.data_dir / "gateway" / "admin-token").read_text().strip()
+
+    def stop(self) -> None:
+        for name in ("gateway", "proxy-router", "log-ingest"):
+            if name in self.services:
+                self.services[name].stop()
+        if self.tansu is not None:
+            self.tansu.stop()
+        if self.seaweed is not None:
+            self.seaweed.stop()
+        (self.data_dir / "stack.json").unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Storage ports and their backends: log store, event store, object store."""

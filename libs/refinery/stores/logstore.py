@@ -1,0 +1,291 @@
+"""The request-log store: ClickHouse over `clickhouse-connect`.
+
+Production points `dsn` at a ClickHouse server (`http://host:8123/...`); the embedded
+default is `chdb:///abs/dir` (the ClickHouse engine in-process). Both speak the same SQL, so
+this one class is the store; its contract suite runs against each backend.
+
+Rows are versioned (ReplacingMergeTree): a metadata update writes a new copy of each matched
+row with a higher version instead of mutating in place, and every read uses FINAL. Versions
+and `seq` are bus offsets of one project partition, so replaying events is idempotent and
+"latest" means "most recently accepted".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import clickhouse_connect
+import orjson
+
+COLUMNS = [
+    "project_id", "log_id", "seq", "version", "received_at", "requested_at", "completed_at",
+    "source", "provider", "model", "status_code", "error_message", "completion_id", "cache_hit",
+    "prompt_tokens", "completion_tokens", "cost_usd", "req_payload", "resp_payload",
+    "resp_openai", "metadata",
+]
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {db}.request_logs (
+    project_id String,
+    log_id String,
+    seq UInt64,
+    version UInt64,
+    received_at DateTime64(3, 'UTC'),
+    requested_at Nullable(Float64),
+    completed_at Nullable(Float64),
+    source LowCardinality(String),
+    provider LowCardinality(String),
+    model String,
+    status_code Nullable(Int32),
+    error_message Nullable(String),
+    completion_id String,
+    cache_hit Bool,
+    prompt_tokens UInt32,
+    completion_tokens UInt32,
+    cost_usd Nullable(Float64),
+    req_payload String,
+    resp_payload String,
+    resp_openai String,
+    metadata Map(String, String)
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (project_id, log_id)
+"""
+
+
+class FilterError(ValueError):
+    """A filter names a field the store cannot search on."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    field: str
+    value: str
+    value_type: str = "string"
+
+
+def _scalar_text(value: str, value_type: str) -> str:
+    """Metadata is stored as strings; `equals` may be a number or bool on the wire."""
+    if value_type == "bool":
+        return "true" if value.lower() in ("true", "1") else "false"
+    return value
+
+
+class LogStore:
+    """All reads and writes of request logs. Not thread-safe by itself: calls are serialised."""
+
+    def __init__(self, dsn: str, database: str = "refinery") -> None:
+        self._client = clickhouse_connect.get_client(dsn=dsn)
+        self._db = database
+        self._lock = threading.Lock()
+        self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self._client.command(_DDL.format(db=database))
+        self._table = f"{database}.request_logs"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def existing_ids(self, project_ids_and_logs: dict[str, list[str]]) -> set[tuple[str, str]]:
+        """Which (project, log) pairs are stored already: ingest skips them (idempotence)."""
+        found: set[tuple[str, str]] = set()
+        with self._lock:
+            for project_id, log_ids in project_ids_and_logs.items():
+                rows = self._client.query(
+                    f"SELECT log_id FROM {self._table} WHERE project_id = {{p:String}} "
+                    "AND log_id IN {ids:Array(String)}",
+                    parameters={"p": project_id, "ids": log_ids},
+                ).result_rows
+                found.update((project_id, r[0]) for r in rows)
+        return found
+
+    def insert_rows(self, rows: list[list[Any]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._client.insert(self._table, rows, column_names=COLUMNS)
+
+    def apply_metadata_patch(
+        self, project_id: str, log_ids: list[str], patch: dict[str, str | None], version: int
+    ) -> int:
+        """Write new versions of the given logs with `patch` merged; already-applied is a no-op."""
+        if not log_ids:
+            return 0
+        with self._lock:
+            rows = self._client.query(
+                f"SELECT {', '.join(COLUMNS)} FROM {self._table} FINAL WHERE project_id = {{p:String}} "
+                "AND log_id IN {ids:Array(String)} AND version < {v:UInt64}",
+                parameters={"p": project_id, "ids": log_ids, "v": version},
+            ).result_rows
+            new_rows = []
+            meta_idx = COLUMNS.index("metadata")
+            ver_idx = COLUMNS.index("version")
+            for row in rows:
+                row = list(row)
+                meta = dict(row[meta_idx])
+                for key, value in patch.items():
+                    if value is None:
+                        meta.pop(key, None)
+                    else:
+                        meta[key] = value
+                row[meta_idx] = meta
+                row[ver_idx] = version
+                new_rows.append(row)
+            if new_rows:
+                self._client.insert(self._table, new_rows, column_names=COLUMNS)
+            return len(new_rows)
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def _where(self, project_id: str, filters: Iterable[LogFilter]) -> tuple[str, dict[str, Any]]:
+        clauses = ["project_id = {p:String}"]
+        params: dict[str, Any] = {"p": project_id}
+        for i, f in enumerate(filters):
+            name = f"f{i}"
+            if f.field == "model":
+                clauses.append(f"model = {{{name}:String}}")
+                params[name] = f.value
+            elif f.field == "completionId":
+                clauses.append(f"completion_id = {{{name}:String}}")
+                params[name] = f.value
+            elif f.field == "statusCode":
+                try:
+                    params[name] = int(float(f.value))
+                except ValueError as exc:
+                    raise FilterError(f"statusCode filter needs a number, got {f.value!r}") from exc
+                clauses.append(f"status_code = {{{name}:Int32}}")
+            elif f.field.startswith(("metadata.", "tags.")):
+                key = f.field.split(".", 1)[1]
+                if not key:
+                    raise FilterError(f"filter field {f.field!r} names no key")
+                clauses.append(
+                    f"mapContains(metadata, {{{name}k:String}}) AND metadata[{{{name}k:String}}] = {{{name}:String}}"
+                )
+                params[name + "k"] = key
+                params[name] = _scalar_text(f.value, f.value_type)
+            elif f.field == "text":
+                clauses.append(
+                    f"(positionCaseInsensitiveUTF8(req_payload, {{{name}:String}}) > 0 OR "
+                    f"positionCaseInsensitiveUTF8(resp_payload, {{{name}:String}}) > 0 OR "
+                    f"positionCaseInsensitiveUTF8(resp_openai, {{{name}:String}}) > 0)"
+                )
+                params[name] = f.value
+            elif f.field in ("from", "to"):
+                try:
+                    params[name] = int(float(f.value))
+                except ValueError as exc:
+                    raise FilterError(f"{f.field} filter needs ms since epoch, got {f.value!r}") from exc
+                op = ">=" if f.field == "from" else "<"
+                clauses.append(f"received_at {op} fromUnixTimestamp64Milli(toInt64({{{name}:Int64}}))")
+            else:
+                raise FilterError(
+                    f"unknown filter field {f.field!r}: use model, completionId, statusCode, "
+                    "metadata.<key>, tags.<key>, text, from or to"
+                )
+        return " AND ".join(clauses), params
+
+    def matching_ids(self, project_id: str, filters: list[LogFilter]) -> list[str]:
+        where, params = self._where(project_id, filters)
+        with self._lock:
+            rows = self._client.query(
+                f"SELECT log_id FROM {self._table} FINAL WHERE {where}", parameters=params
+            ).result_rows
+        return [r[0] for r in rows]
+
+    def search(
+        self, project_id: str, filters: list[LogFilter], limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, params = self._where(project_id, filters)
+        with self._lock:
+            total = self._client.query(
+                f"SELECT count() FROM {self._table} FINAL WHERE {where}", parameters=params
+            ).result_rows[0][0]
+            rows = self._client.query(
+                f"SELECT {', '.join(COLUMNS)} FROM {self._table} FINAL WHERE {where} "
+                f"ORDER BY seq DESC LIMIT {int(limit)} OFFSET {int(offset)}",
+                parameters=params,
+            ).result_rows
+        return [dict(zip(COLUMNS, r, strict=True)) for r in rows], int(total)
+
+    def latest(self, project_id: str) -> dict[str, Any] | None:
+        rows, _ = self.search(project_id, [], 1, 0)
+        return rows[0] if rows else None
+
+    def iter_export(self, project_id: str, filters: list[LogFilter], page: int = 1000) -> Iterator[dict]:
+        """All matching logs, oldest first, a page at a time (never the whole set in memory)."""
+        where, params = self._where(project_id, filters)
+        last_seq = -1
+        while True:
+            with self._lock:
+                rows = self._client.query(
+                    f"SELECT {', '.join(COLUMNS)} FROM {self._table} FINAL WHERE {where} "
+                    f"AND seq > {{after:Int64}} ORDER BY seq ASC LIMIT {int(page)}",
+                    parameters={**params, "after": last_seq},
+                ).result_rows
+            if not rows:
+                return
+            for r in rows:
+                yield dict(zip(COLUMNS, r, strict=True))
+            last_seq = int(rows[-1][COLUMNS.index("seq")])
+
+    def count(self, project_id: str | None = None) -> int:
+        with self._lock:
+            if project_id is None:
+                return int(self._client.query(f"SELECT count() FROM {self._table} FINAL").result_rows[0][0])
+            return int(
+                self._client.query(
+                    f"SELECT count() FROM {self._table} FINAL WHERE project_id = {{p:String}}",
+                    parameters={"p": project_id},
+                ).result_rows[0][0]
+            )
+
+
+# ---- row <-> wire --------------------------------------------------------------------------
+
+def _json_fragment(text: str) -> Any:
+    return orjson.Fragment(text) if text else None
+
+
+def row_to_api(row: dict[str, Any]) -> dict[str, Any]:
+    """The log as the API shows it (`local-testing-only-get-latest-logged-call`, search).
+
+    Payloads are embedded as stored, byte for byte, never re-parsed.
+    """
+    received: datetime = row["received_at"]
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    meta = dict(row["metadata"])
+    return {
+        "id": row["log_id"],
+        "createdAt": received.isoformat().replace("+00:00", "Z"),
+        "requestedAt": row["requested_at"],
+        "receivedAt": row["completed_at"],
+        "cacheHit": bool(row["cache_hit"]),
+        "statusCode": row["status_code"],
+        "errorMessage": row["error_message"],
+        "model": row["model"] or None,
+        "provider": row["provider"],
+        "completionId": row["completion_id"] or None,
+        "usage": {
+            "promptTokens": row["prompt_tokens"],
+            "completionTokens": row["completion_tokens"],
+        },
+        "cost": row["cost_usd"],
+        "reqPayload": _json_fragment(row["req_payload"]),
+        # Anthropic logs are shown in their OpenAI view; the verbatim payload is in the export.
+        "respPayload": _json_fragment(row["resp_openai"] or row["resp_payload"]),
+        "tags": meta,
+        "metadata": meta,
+    }
+
+
+def row_to_export(row: dict[str, Any]) -> dict[str, Any]:
+    """One line of the documented export format: input, output (errors included), tags."""
+    output = _json_fragment(row["resp_payload"])
+    if output is None and row["error_message"]:
+        output = {"error": {"message": row["error_message"], "statusCode": row["status_code"]}}
+    return {"input": _json_fragment(row["req_payload"]), "output": output, "tags": dict(row["metadata"])}

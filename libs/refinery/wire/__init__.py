@@ -1,0 +1,1 @@
+"""Wire shapes of the OpenAI and Anthropic APIs, and conversions between them."""

@@ -1,0 +1,81 @@
+"""Reading the facts a log needs out of OpenAI-shaped payloads, tolerantly.
+
+Payloads arrive as the client sent them: explicit nulls, unknown keys and even invalid
+requests are normal (the SDK reports whatever its caller passed), so nothing here raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refinery.events.request_logs import Usage
+
+
+def model_of(req: Any) -> str | None:
+    if isinstance(req, dict):
+        model = req.get("model")
+        if isinstance(model, str):
+            return model
+    return None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_of(resp: Any) -> Usage | None:
+    if not isinstance(resp, dict):
+        return None
+    usage = resp.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt = _int(usage.get("prompt_tokens")) or _int(usage.get("input_tokens"))
+    completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
+    total = _int(usage.get("total_tokens")) or prompt + completion
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+def completion_id_of(resp: Any) -> str | None:
+    if isinstance(resp, dict) and isinstance(resp.get("id"), str):
+        return resp["id"]
+    return None
+
+
+def error_message_of(resp: Any) -> str | None:
+    """OpenAI and Anthropic error bodies both carry error.message."""
+    if isinstance(resp, dict):
+        err = resp.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(resp.get("message"), str) and "choices" not in resp:
+            return resp["message"]
+    return None
+
+
+def metadata_text(value: Any) -> str | None:
+    """Metadata values are strings on the wire: 1 → "1", True → "true", None → dropped."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def merge_metadata(*sources: Any) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for source in sources:
+        if not isinstance(source, dict):
+            continue
+        for key, value in source.items():
+            text = metadata_text(value)
+            if text is None:
+                merged.pop(str(key), None)
+            else:
+                merged[str(key)] = text
+    return merged

@@ -1,0 +1,1 @@
+"""gateway: projects, API keys, provider settings and the public REST surface."""

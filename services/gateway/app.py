@@ -1,0 +1,109 @@
+"""The gateway's FastAPI application, built from its dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from refinery.bus.producer import DurableProducer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway import admin_api, logs_api
+from gateway.errors import (
+    ApiError,
+    OrjsonResponse,
+    api_error_handler,
+    error_body,
+    http_error_handler,
+    validation_error_handler,
+)
+from gateway.projects import ProjectRegistry
+from gateway.reads import ReadBinder
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class Deps:
+    settings: GatewaySettings
+    projects: ProjectRegistry
+    producer: DurableProducer
+    reads: ReadBinder
+    logs: Any  # LogStoreStub
+    admin_token: str
+    health: Any  # async () -> dict[str, bool]
+    proxy: Any = None  # ProxyForwarder
+
+
+class BodyLimit:
+    """Rejects bodies over the limit with 413 before the route reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._reject(send)
+                return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        import orjson
+
+        body = orjson.dumps(error_body("PAYLOAD_TOO_LARGE", f"Request body exceeds {self.max_bytes} bytes"))
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_app(deps: Deps) -> FastAPI:
+    app = FastAPI(
+        title="Refinery API",
+        version="0.1.0",
+        description="OpenPipe-compatible API: request logging, chat completions and more.",
+    )
+    app.state.deps = deps
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.include_router(logs_api.router)
+    app.include_router(admin_api.router)
+    if deps.proxy is not None:
+        from gateway import chat_api
+
+        app.include_router(chat_api.router)
+
+    @app.get("/health", summary="200 only when every service is ready")
+    async def health() -> OrjsonResponse:
+        status = await deps.health()
+        ok = all(status.values())
+        return OrjsonResponse({"status": "ok" if ok else "unavailable", "services": status},
+                              status_code=200 if ok else 503)
+
+    app.add_middleware(BodyLimit, max_bytes=deps.settings.max_body_bytes)
+    return app

@@ -1,0 +1,33 @@
+"""Bearer authentication: every /api/v1 route resolves the caller's project from its key."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from gateway.errors import ApiError
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def project_of(request: Request) -> str:
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "UNAUTHORIZED", "Missing API key: send `Authorization: Bearer <project API key>`")
+    project_id = request.app.state.deps.projects.authenticate(token)
+    if project_id is None:
+        raise ApiError(401, "UNAUTHORIZED", "Invalid API key")
+    return project_id
+
+
+async def admin_only(request: Request) -> None:
+    token = bearer_token(request)
+    if token is None or token != request.app.state.deps.admin_token:
+        raise ApiError(401, "UNAUTHORIZED", "Admin token required")

@@ -1,0 +1,143 @@
+"""Entry point: `python -m gateway.main`: the REST API plus the internal gRPC API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+
+import uvicorn
+import uvloop
+from refinery import logging_setup
+from refinery.bus.producer import DurableProducer
+from refinery.bus.topics import ensure_topics
+from refinery.grpc_server import check_health, client_channel, start_grpc
+from refinery.rpc import logs_pb2_grpc, projects_pb2, projects_pb2_grpc
+from refinery.secrets_box import SecretBox
+from refinery.stores.eventstore import OutboxRelay
+
+from gateway.app import Deps, build_app
+from gateway.projects import ProjectRegistry
+from gateway.reads import ReadBinder
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("refinery.gateway")
+
+
+class ProjectsServicer(projects_pb2_grpc.ProjectsServicer):
+    def __init__(self, registry: ProjectRegistry) -> None:
+        self._registry = registry
+
+    async def GetProviderSettings(self, request, context):
+        providers = await asyncio.to_thread(self._registry.providers, request.project_id)
+        return projects_pb2.ProviderSettingsResponse(providers=[
+            projects_pb2.Provider(name=p.provider, base_url=p.base_url, api_key=p.api_key) for p in providers
+        ])
+
+
+def _admin_token(settings: GatewaySettings) -> str:
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.service_dir("gateway") / "admin-token"
+    if not path.exists():
+        path.write_text(secrets.token_hex(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _bootstrap(settings: GatewaySettings, registry: ProjectRegistry) -> None:
+    """Headless first start: the default project, its key and its OpenAI provider."""
+    if not settings.init_api_key:
+        if not registry.list():
+            project, key = registry.create_project("default")
+            log.warning("created default project %s", project.id)
+        return
+    project_id = registry.authenticate(settings.init_api_key)
+    if project_id is None:
+        existing = registry.find_by_name("default")
+        name = "default" if existing is None else f"default-{secrets.token_hex(3)}"
+        project, _ = registry.create_project(name, settings.init_api_key)
+        project_id = project.id
+    if settings.init_openai_base_url:
+        current = {p.provider: p for p in registry.providers(project_id)}.get("openai")
+        key = settings.init_openai_api_key or ""
+        if current is None or current.base_url != settings.init_openai_base_url or current.api_key != key:
+            registry.set_provider(project_id, "openai", settings.init_openai_base_url.rstrip("/"), key)
+
+
+async def serve(settings: GatewaySettings) -> None:
+    box = SecretBox.from_file(settings.service_dir("gateway") / "secret.key")
+    registry = await asyncio.to_thread(ProjectRegistry, settings.db_url(), box)
+    await asyncio.to_thread(_bootstrap, settings, registry)
+    await ensure_topics(settings.bus_bootstrap, {
+        settings.request_logs_topic: settings.topic_partitions,
+        settings.projects_topic: settings.topic_partitions,
+    })
+    producer = DurableProducer(
+        settings.bus_bootstrap, settings.request_logs_topic, settings.service_dir("gateway") / "spool"
+    )
+    await producer.start()
+    projects_producer = DurableProducer(
+        settings.bus_bootstrap, settings.projects_topic, settings.service_dir("gateway") / "projects-spool"
+    )
+    await projects_producer.start()
+    relay = OutboxRelay(registry.engine, projects_producer)
+    registry.on_change = relay.notify
+    relay.start()
+
+    logs_channel = client_channel(settings.log_ingest_grpc)
+    proxy = None
+    if settings.proxy_router_url:
+        from gateway.chat_api import ProxyForwarder
+
+        proxy = ProxyForwarder(settings.proxy_router_url)
+        await proxy.start()
+
+    async def health() -> dict[str, bool]:
+        checks = {"log-ingest": check_health(settings.log_ingest_grpc)}
+        if settings.proxy_router_grpc:
+            checks["proxy-router"] = check_health(settings.proxy_router_grpc)
+        results = await asyncio.gather(*checks.values())
+        return {"gateway": True, **dict(zip(checks.keys(), results, strict=True))}
+
+    deps = Deps(
+        settings=settings, projects=registry, producer=producer, reads=ReadBinder(settings.proxy_router_grpc),
+        logs=logs_pb2_grpc.LogStoreStub(logs_channel), admin_token=_admin_token(settings), health=health,
+        proxy=proxy,
+    )
+    app = build_app(deps)
+    servicer = ProjectsServicer(registry)
+    grpc_service = await start_grpc(
+        settings.host, settings.grpc_port, [lambda s: projects_pb2_grpc.add_ProjectsServicer_to_server(servicer, s)]
+    )
+    await grpc_service.set_serving(True)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        loop="uvloop", http="httptools", lifespan="off", timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    await server.serve()
+    await grpc_service.stop()
+    if proxy is not None:
+        await proxy.stop()
+    await relay.stop()
+    await producer.stop()
+    await projects_producer.stop()
+    await logs_channel.close()
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    logging_setup.configure("gateway", settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

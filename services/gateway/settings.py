@@ -1,0 +1,25 @@
+"""gateway's settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from refinery.config import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int = Field(default=50050, description="Internal gRPC (provider settings for proxy-router).")
+    log_ingest_grpc: str = "127.0.0.1:50051"
+    proxy_router_url: str | None = Field(default=None, description="proxy-router HTTP base, e.g. http://127.0.0.1:8101")
+    proxy_router_grpc: str | None = None
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir")
+    admin_token: str | None = Field(default=None, description="Token of the admin API; default kept in the data dir")
+    init_api_key: str | None = None
+    init_openai_base_url: str | None = None
+    init_openai_api_key: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    read_wait_s: float = 5.0
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.service_dir('gateway') / 'gateway.db'}"

@@ -1,0 +1,1 @@
+"""log-ingest: request logs from the bus into ClickHouse, and the queries over them."""

@@ -1,0 +1,1 @@
+"""proxy-router: routes chat completions to upstreams and logs every call."""

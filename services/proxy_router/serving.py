@@ -1,0 +1,197 @@
+"""Chat completions: forward to the upstream, answer the client, log the call.
+
+The body is parsed once (orjson) and forwarded as the received bytes unless a field must
+change. The log is registered as pending before the client gets its answer and published in
+the background, so the bus's latency is never added to the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from refinery.bus.producer import DurableProducer
+from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
+from refinery.wire.openai_shapes import completion_id_of, error_message_of, merge_metadata, usage_of
+
+from proxy_router.pending import PendingLogs
+from proxy_router.providers import ProviderCache
+from proxy_router.routing import route_for
+from proxy_router.streams import ChunkMerger
+
+log = logging.getLogger("refinery.proxy_router")
+
+JSON = "application/json"
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = {"message": message, "code": code, "issues": [], "error": {"message": message, "type": code.lower()}}
+    return web.Response(body=orjson.dumps(body), status=status, content_type=JSON)
+
+
+class ChatProxy:
+    def __init__(
+        self, producer: DurableProducer, providers: ProviderCache, pending: PendingLogs, timeout_s: float
+    ) -> None:
+        self._producer = producer
+        self._providers = providers
+        self._pending = pending
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=1000, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _log(self, project_id: str, log_enabled: bool, **fields: Any) -> None:
+        if not log_enabled:
+            return
+        record = RequestLogRecorded(source="proxy", received_at=time.time() * 1000, **fields)
+        value = request_log_recorded(project_id, record).to_bytes()
+        fut = asyncio.ensure_future(self._producer.publish(project_id.encode(), value))
+        self._pending.track(project_id, fut)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        requested_at = time.time() * 1000
+        project_id = request.headers.get("x-refinery-project-id")
+        if not project_id:
+            return _error(401, "UNAUTHORIZED", "missing project")
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "BAD_REQUEST", f"body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return _error(400, "BAD_REQUEST", "body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "BAD_REQUEST", "`model` is required and must be a string")
+        if not isinstance(body.get("messages"), list):
+            return _error(400, "BAD_REQUEST", "`messages` is required and must be an array")
+
+        headers = request.headers
+        log_enabled = headers.get("op-log-request", "true").lower() != "false" and body.get("store") is not False
+        tags: Any = None
+        if headers.get("op-tags"):
+            try:
+                tags = orjson.loads(headers["op-tags"])
+            except orjson.JSONDecodeError:
+                return _error(400, "BAD_REQUEST", "`op-tags` header must be a JSON object")
+        meta = merge_metadata(body.get("metadata"), tags)
+        stream = body.get("stream") is True
+        common = {"requested_at": requested_at, "model": model, "req_payload": body, "metadata": meta}
+
+        route = route_for(model)
+        try:
+            providers = await self._providers.get(project_id)
+        except Exception:
+            log.exception("provider settings unavailable")
+            return _error(503, "SERVICE_UNAVAILABLE", "provider settings unavailable; retry")
+        upstream = providers.get(route.provider)
+        if route.provider == "openpipe" or upstream is None:
+            if route.provider == "openpipe":
+                status, message = 404, f"The model `{model}` does not exist"
+            else:
+                status, message = 400, f"No `{route.provider}` provider is configured for this project"
+            self._log(project_id, log_enabled, **common, provider=route.provider, status_code=status,
+                      error_message=message, completed_at=time.time() * 1000)
+            return _error(status, "NOT_FOUND" if status == 404 else "BAD_REQUEST", message)
+
+        forward = raw
+        if route.upstream_model != model or ("metadata" in body and body.get("store") is not True):
+            fwd = dict(body)
+            fwd["model"] = route.upstream_model
+            if fwd.get("store") is not True:
+                # OpenAI rejects metadata unless the call is stored there too.
+                fwd.pop("metadata", None)
+            forward = orjson.dumps(fwd)
+        up_headers = {"content-type": JSON, "authorization": f"Bearer {upstream.api_key}"}
+        assert self._session is not None
+        url = f"{upstream.base_url}/chat/completions"
+        try:
+            up = await self._session.post(url, data=forward, headers=up_headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            message = f"upstream {route.provider} unreachable: {type(exc).__name__}"
+            self._log(project_id, log_enabled, **common, provider=route.provider, status_code=502,
+                      error_message=message, completed_at=time.time() * 1000)
+            return _error(502, "BAD_GATEWAY", message)
+        upstream_started = time.perf_counter()
+        try:
+            if stream and up.status == 200:
+                return await self._relay_stream(request, up, project_id, log_enabled, common, route.provider,
+                                                started, upstream_started)
+            payload = await up.read()
+        finally:
+            up.release()
+        upstream_s = time.perf_counter() - upstream_started
+        try:
+            resp_json = orjson.loads(payload) if payload else None
+        except orjson.JSONDecodeError:
+            resp_json = {"error": {"message": payload[:2000].decode(errors="replace")}}
+        ok = up.status < 400
+        self._log(
+            project_id, log_enabled, **common, provider=route.provider, status_code=up.status,
+            resp_payload=resp_json,
+            error_message=None if ok else (error_message_of(resp_json) or f"upstream returned {up.status}"),
+            usage=usage_of(resp_json) if ok else None, completion_id=completion_id_of(resp_json) if ok else None,
+            completed_at=time.time() * 1000,
+        )
+        overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
+        return web.Response(
+            body=payload, status=up.status,
+            headers={"content-type": up.headers.get("content-type", JSON),
+                     "x-refinery-overhead-ms": f"{overhead_ms:.2f}"},
+        )
+
+    async def _relay_stream(
+        self, request: web.Request, up: aiohttp.ClientResponse, project_id: str, log_enabled: bool,
+        common: dict[str, Any], provider: str, started: float, upstream_started: float,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={
+            "content-type": "text/event-stream", "cache-control": "no-cache",
+            # Only the set-up before the upstream answered is ours in a stream.
+            "x-refinery-overhead-ms": f"{(upstream_started - started) * 1000:.2f}",
+        })
+        merger = ChunkMerger()
+        logged = False
+
+        def log_stream() -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            completion = merger.completion()
+            self._log(project_id, log_enabled, **common, provider=provider, status_code=200,
+                      resp_payload=completion, usage=usage_of(completion),
+                      completion_id=completion_id_of(completion), completed_at=time.time() * 1000)
+
+        prepared = False
+        async for line in up.content:
+            if line.startswith(b"data:"):
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    log_stream()  # before the final marker: the client's next read sees the call
+                elif data:
+                    try:
+                        merger.add(orjson.loads(data))
+                    except (orjson.JSONDecodeError, AttributeError, TypeError):
+                        log.warning("unparseable stream chunk from upstream")
+            if not prepared:
+                await response.prepare(request)
+                prepared = True
+            await response.write(line)
+        log_stream()
+        if not prepared:
+            await response.prepare(request)
+        await response.write_eof()
+        return response

@@ -1,0 +1,16 @@
+"""proxy-router's settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from refinery.config import ServiceSettings
+
+
+class ProxyRouterSettings(ServiceSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8101, alias="REFINERY_PROXY_PORT")
+    grpc_port: int = Field(default=50052, alias="REFINERY_PROXY_GRPC_PORT")
+    gateway_grpc: str = "127.0.0.1:50050"
+    openai_base_url: str = Field(default="https://api.openai.com/v1", description="Used when a project sets none")
+    provider_cache_s: float = 2.0
+    upstream_timeout_s: float = 600.0
