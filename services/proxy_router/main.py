@@ -14,6 +14,7 @@ from refinery.bus.producer import DurableProducer
 from refinery.bus.topics import ensure_topics
 from refinery.grpc_server import start_grpc
 from refinery.rpc import logs_pb2, proxy_pb2, proxy_pb2_grpc
+from refinery.stores.cache import EmbeddedCache, RedisCache, ResponseCache
 
 from proxy_router.pending import PendingLogs
 from proxy_router.providers import ProviderCache
@@ -47,8 +48,12 @@ async def serve(settings: ProxyRouterSettings) -> None:
     )
     await producer.start()
     pending = PendingLogs()
+    cache: ResponseCache = (
+        RedisCache(settings.redis_url) if settings.redis_url
+        else EmbeddedCache(settings.service_dir("proxy-router") / "cache.db")
+    )
     proxy = ChatProxy(producer, ProviderCache(settings.gateway_grpc, settings.provider_cache_s), pending,
-                      settings.upstream_timeout_s)
+                      settings.upstream_timeout_s, cache)
     await proxy.start()
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", proxy.handle)
@@ -68,6 +73,7 @@ async def serve(settings: ProxyRouterSettings) -> None:
     await grpc_service.stop()
     await proxy.stop()
     await producer.stop()
+    await cache.close()
 
 
 def main() -> None:

@@ -17,8 +17,10 @@ import orjson
 from aiohttp import web
 from refinery.bus.producer import DurableProducer
 from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
+from refinery.stores.cache import ResponseCache
 from refinery.wire.openai_shapes import completion_id_of, error_message_of, merge_metadata, usage_of
 
+from proxy_router.caching import TTL_S, cache_key, cache_mode
 from proxy_router.pending import PendingLogs
 from proxy_router.providers import ProviderCache
 from proxy_router.routing import route_for
@@ -36,9 +38,11 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 class ChatProxy:
     def __init__(
-        self, producer: DurableProducer, providers: ProviderCache, pending: PendingLogs, timeout_s: float
+        self, producer: DurableProducer, providers: ProviderCache, pending: PendingLogs, timeout_s: float,
+        cache: ResponseCache,
     ) -> None:
         self._producer = producer
+        self._cache = cache
         self._providers = providers
         self._pending = pending
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
@@ -92,6 +96,18 @@ class ChatProxy:
         common = {"requested_at": requested_at, "model": model, "req_payload": body, "metadata": meta}
 
         route = route_for(model)
+        read_cache, write_cache = cache_mode(headers.get("op-cache")) if not stream else (False, False)
+        key = cache_key(project_id, body) if read_cache or write_cache else ""
+        if read_cache:
+            cached = await self._cache.get(key)
+            if cached is not None:
+                resp_json = orjson.loads(cached)
+                self._log(project_id, log_enabled, **common, provider=route.provider, status_code=200,
+                          resp_payload=resp_json, cache_hit=True, usage=usage_of(resp_json),
+                          completion_id=completion_id_of(resp_json), completed_at=time.time() * 1000)
+                overhead_ms = (time.perf_counter() - started) * 1000
+                return web.Response(body=cached, content_type="application/json",
+                                    headers={"x-refinery-overhead-ms": f"{overhead_ms:.2f}", "x-refinery-cache": "hit"})
         try:
             providers = await self._providers.get(project_id)
         except Exception:
@@ -139,6 +155,8 @@ class ChatProxy:
         except orjson.JSONDecodeError:
             resp_json = {"error": {"message": payload[:2000].decode(errors="replace")}}
         ok = up.status < 400
+        if write_cache and up.status == 200 and isinstance(resp_json, dict):
+            await self._cache.set(key, payload, TTL_S)
         self._log(
             project_id, log_enabled, **common, provider=route.provider, status_code=up.status,
             resp_payload=resp_json,

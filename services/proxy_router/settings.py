@@ -14,3 +14,4 @@ class ProxyRouterSettings(ServiceSettings):
     openai_base_url: str = Field(default="https://api.openai.com/v1", description="Used when a project sets none")
     provider_cache_s: float = 2.0
     upstream_timeout_s: float = 600.0
+    redis_url: str | None = Field(default=None, description="Response cache; embedded SQLite when unset")

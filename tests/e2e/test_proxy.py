@@ -106,3 +106,43 @@ def test_op_log_request_false_is_not_logged(client, api):
         extra_headers={"op-log-request": "false"},
     )
     assert search(api, metadata__run=tag) == []
+
+
+def _upstream_calls(fake_llm: str) -> int:
+    import httpx
+
+    return httpx.get(f"{fake_llm}/fake/stats").json()["requests"]
+
+
+def _ask(client, text: str, mode: str | None):
+    headers = {"op-cache": mode} if mode else {}
+    return client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": text}], extra_headers=headers
+    )
+
+
+def test_cache_modes(client, api, fake_llm):
+    text = f"cache {uuid.uuid4().hex}"
+    first = _ask(client, text, None)
+    before = _upstream_calls(fake_llm)
+    assert _ask(client, text, None).id != first.id  # no header: never a hit
+    assert _upstream_calls(fake_llm) == before + 1
+
+    _ask(client, text, "readOnly")  # miss, and must not write
+    miss = _ask(client, text, "readOnly")
+    assert api.get("/local-testing-only-get-latest-logged-call").json()["cacheHit"] is False
+    written = _ask(client, text, "readWrite")
+    assert written.id != miss.id
+    before = _upstream_calls(fake_llm)
+    hit = _ask(client, text, "readWrite")
+    assert hit.id == written.id and _upstream_calls(fake_llm) == before
+    latest = api.get("/local-testing-only-get-latest-logged-call").json()
+    assert latest["cacheHit"] is True and latest["respPayload"]["id"] == written.id
+
+    other = f"cache-wo {uuid.uuid4().hex}"
+    _ask(client, other, "writeOnly")
+    stored = _ask(client, other, "readOnly")
+    assert api.get("/local-testing-only-get-latest-logged-call").json()["cacheHit"] is True
+    before = _upstream_calls(fake_llm)
+    assert _ask(client, other, "writeOnly").id != stored.id  # writeOnly never reads
+    assert _upstream_calls(fake_llm) == before + 1

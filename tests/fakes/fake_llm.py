@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import signal
 import time
 from typing import Any
@@ -151,7 +152,8 @@ class FakeLLM:
         text = "Echo: " + _last_user_text(body["messages"])
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema":
-            text = orjson.dumps(_object_for((fmt.get("json_schema") or {}).get("schema") or {})).decode()
+            # Spaced like real model output, so max_tokens truncation applies to JSON too.
+            text = json.dumps(_object_for((fmt.get("json_schema") or {}).get("schema") or {}))
         elif fmt.get("type") == "json_object":
             text = orjson.dumps({"echo": _last_user_text(body["messages"])}).decode()
         if index:

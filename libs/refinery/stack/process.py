@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -23,6 +24,19 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGTERM if the supervisor dies,
+    so a killed `refinery run` or test session never leaves servers behind."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 class ManagedProcess:
     """One child process. Its output goes to `<log_dir>/<name>.log`, never to our terminal."""
 
@@ -42,7 +56,7 @@ class ManagedProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-            start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
+            preexec_fn=_die_with_parent,  # own session: Ctrl-C in the terminal reaches the supervisor only
         )
         log.close()
 
