@@ -79,7 +79,8 @@ def _to_filters(filters: list[LogFilterIn]) -> list[logs_pb2.Filter]:
 def _grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
     if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return ApiError(400, "BAD_REQUEST", exc.details() or "invalid request", [exc.details() or ""])
-    return ApiError(503, "SERVICE_UNAVAILABLE", "The log store is not available; retry shortly")
+    return ApiError(503, "SERVICE_UNAVAILABLE",
+                    f"The log store is not available ({exc.code().name}: {exc.details()}); retry shortly")
 
 
 async def _publish(request: Request, project_id: str, body: ReportRequest, source) -> ReportResponse:

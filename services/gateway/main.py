@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import secrets
 import signal
@@ -133,6 +134,7 @@ async def serve(settings: GatewaySettings) -> None:
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to the log
     settings = GatewaySettings()
     logging_setup.configure("gateway", settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):

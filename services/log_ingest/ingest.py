@@ -1,9 +1,12 @@
 """The consumer that stores request-log events, and the positions readers wait on.
 
 Every fetch is written at once (the broker is the buffer: under load a fetch returns
-thousands of records, idle it returns one), offsets are committed only after the write, and
-`stored` then advances so readers bound to those offsets proceed. Duplicates (redelivery
-after a crash, a record both spooled and late-acknowledged) are skipped by log id.
+thousands of records, idle it returns one). The offsets reached are stored in the log store
+right after the rows, and `stored` then advances so readers bound to those offsets proceed.
+log-ingest owns its store alone (one process per data dir), so it assigns itself every
+partition instead of joining a consumer group: a restart resumes at once from the stored
+offsets, with no group rebalance to wait for. Duplicates (redelivery after a crash, a record
+both spooled and late-acknowledged) are skipped by log id.
 """
 
 from __future__ import annotations
@@ -42,26 +45,20 @@ class Ingestor:
         bootstrap: str,
         topic: str,
         *,
-        group_id: str = "log-ingest",
         max_batch: int = 20000,
-        fetch_wait_ms: int = 20,
-        session_timeout_ms: int = 6000,
-        heartbeat_interval_ms: int = 500,
+        fetch_wait_ms: int = 100,
     ) -> None:
         self._store = store
         self._topic = topic
         self._max_batch = max_batch
         self._consumer = AIOKafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
-            group_id=group_id,
+            group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_wait_ms,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=heartbeat_interval_ms,
         )
         self._stored: dict[int, int] = {}
         self._changed = asyncio.Condition()
@@ -79,6 +76,25 @@ class Ingestor:
 
     async def start(self) -> None:
         await self._consumer.start()
+        partitions: set[int] | None = None
+        for _ in range(100):
+            await self._consumer.topics()
+            partitions = self._consumer.partitions_for_topic(self._topic)
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(f"topic {self._topic} has no partitions")
+        offsets = await asyncio.get_running_loop().run_in_executor(None, self._store.load_offsets, self._topic)
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in offsets:
+                self._consumer.seek(tp, offsets[tp.partition])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+        self._stored = dict(offsets)
+        self._ready.set()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -102,6 +118,7 @@ class Ingestor:
             async with self._changed:
                 await asyncio.wait_for(self._changed.wait_for(reached), timeout=timeout_s)
         except TimeoutError as exc:
+            log.warning("bound read timed out: wanted %s, stored %s", wanted, self._stored)
             raise PositionTimeout("the log store has not caught up with earlier writes") from exc
 
     async def _run(self) -> None:
@@ -113,39 +130,22 @@ class Ingestor:
                 log.warning("fetch failed, retrying: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if not self._ready.is_set() and self._consumer.assignment():
-                await self._note_assignment()
             if not batches:
                 continue
+            reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
             while True:
                 try:
-                    await executor_loop.run_in_executor(None, self._store_batches, batches)
+                    await executor_loop.run_in_executor(None, self._store_batches, batches, reached)
                     break
-                except Exception:
+                except Exception:  # storage hiccup: retry, never skip
                     log.exception("storing a batch failed; retrying")
                     await asyncio.sleep(1.0)
-            commit = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
-            try:
-                await self._consumer.commit(commit)
-            except KafkaError as exc:
-                # Stored already; a redelivery is skipped as a duplicate.
-                log.warning("offset commit failed: %s", exc)
             async with self._changed:
-                for tp, offset in commit.items():
-                    self._stored[tp.partition] = max(self._stored.get(tp.partition, 0), offset)
+                for partition, offset in reached.items():
+                    self._stored[partition] = max(self._stored.get(partition, 0), offset)
                 self._changed.notify_all()
 
-    async def _note_assignment(self) -> None:
-        """At start, what is already committed counts as stored."""
-        async with self._changed:
-            for tp in self._consumer.assignment():
-                committed = await self._consumer.committed(tp)
-                if committed is not None:
-                    self._stored[tp.partition] = max(self._stored.get(tp.partition, 0), committed)
-            self._changed.notify_all()
-        self._ready.set()
-
-    def _store_batches(self, batches: dict[TopicPartition, list]) -> None:
+    def _store_batches(self, batches: dict[TopicPartition, list], reached: dict[int, int]) -> None:
         pending: list[tuple[str, RequestLogRecorded, int]] = []
         for msgs in batches.values():
             for msg in msgs:
@@ -166,6 +166,7 @@ class Ingestor:
                     self._store.apply_metadata_patch(env.project_id, update.log_ids, update.patch, msg.offset)
             self._insert_logs(pending)
             pending = []
+        self._store.save_offsets(self._topic, reached)
 
     def _insert_logs(self, pending: list[tuple[str, RequestLogRecorded, int]]) -> None:
         if not pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 
@@ -39,8 +40,6 @@ async def serve(settings: LogIngestSettings) -> None:
         settings.request_logs_topic,
         max_batch=settings.max_batch,
         fetch_wait_ms=settings.fetch_wait_ms,
-        session_timeout_ms=settings.consumer_session_timeout_ms,
-        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
     )
     await ingestor.start()
     servicer = LogStoreServicer(store, ingestor, producer, settings.read_wait_s)
@@ -66,6 +65,7 @@ async def _mark_ready(ingestor: Ingestor, grpc_service) -> None:
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to the log
     settings = LogIngestSettings()
     logging_setup.configure("log-ingest", settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 
@@ -77,6 +78,7 @@ async def serve(settings: ProxyRouterSettings) -> None:
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to the log
     settings = ProxyRouterSettings()
     logging_setup.configure("proxy-router", settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):

@@ -103,6 +103,16 @@ class Stack:
         self.services["gateway"].wait_ready(self.healthy, timeout_s)
         (self.data_dir / "stack.json").write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
 
+    def health(self) -> str:
+        """The gateway's /health body, or why it could not be read."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                return resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.read().decode(errors="replace")
+        except (urllib.error.URLError, OSError) as exc:
+            return f"unreachable: {exc}"
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
@@ -116,8 +126,11 @@ class Stack:
             if self.healthy():
                 return
             time.sleep(0.1)
-        raise TimeoutError("stack not healthy:\n" + "\n".join(
-            f"--- {n}\n{p.tail(15)}" for n, p in self.services.items()))
+        for proc in self.services.values():
+            proc.dump_stacks()
+        time.sleep(0.5)
+        raise TimeoutError(f"stack not healthy: {self.health()}\n" + "\n".join(
+            f"--- {n} (alive: {p.alive})\n{p.tail(40)}" for n, p in self.services.items()))
 
     def restart(self, name: str, *, kill: bool = False) -> None:
         """Stop (or kill -9) one part and start it again with the same ports and data."""

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -25,6 +26,10 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 _PR_SET_PDEATHSIG = 1
+# The kernel's parent-death signal follows the *thread* that forked the child, so every child
+# is forked by this one long-lived thread: a child started from a short-lived thread (a test's
+# chaos thread, say) would otherwise be killed the moment that thread ends.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refinery-spawner")
 
 
 def _die_with_parent() -> None:
@@ -54,11 +59,13 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-            preexec_fn=_die_with_parent,  # own session: Ctrl-C in the terminal reaches the supervisor only
-        )
-        log.close()
+        try:
+            self.proc = _SPAWNER.submit(
+                subprocess.Popen, self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                preexec_fn=_die_with_parent,  # own session: Ctrl-C in the terminal reaches the supervisor only
+            ).result()
+        finally:
+            log.close()
 
     @property
     def alive(self) -> bool:
@@ -92,6 +99,12 @@ class ManagedProcess:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def dump_stacks(self) -> None:
+        """Ask a Python service to write every thread's stack to its log (SIGUSR1)."""
+        if self.alive and "python" in Path(self.argv[0]).name:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGUSR1)
 
     def kill(self) -> None:
         """kill -9, as a crash would (tests of the no-loss contract use it)."""

@@ -56,6 +56,16 @@ ORDER BY (project_id, log_id)
 """
 
 
+_OFFSETS_DDL = """
+CREATE TABLE IF NOT EXISTS {db}.ingest_offsets (
+    topic String,
+    partition Int32,
+    next_offset Int64
+) ENGINE = ReplacingMergeTree(next_offset)
+ORDER BY (topic, partition)
+"""
+
+
 class FilterError(ValueError):
     """A filter names a field the store cannot search on."""
 
@@ -83,6 +93,7 @@ class LogStore:
         self._lock = threading.Lock()
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._client.command(_DDL.format(db=database))
+        self._client.command(_OFFSETS_DDL.format(db=database))
         self._table = f"{database}.request_logs"
 
     def close(self) -> None:
@@ -102,6 +113,23 @@ class LogStore:
                 ).result_rows
                 found.update((project_id, r[0]) for r in rows)
         return found
+
+    def load_offsets(self, topic: str) -> dict[int, int]:
+        """Where ingest stopped: kept in the store itself, written after each batch's rows."""
+        with self._lock:
+            rows = self._client.query(
+                f"SELECT partition, max(next_offset) FROM {self._db}.ingest_offsets WHERE topic = {{t:String}} "
+                "GROUP BY partition",
+                parameters={"t": topic},
+            ).result_rows
+        return {int(p): int(o) for p, o in rows}
+
+    def save_offsets(self, topic: str, offsets: dict[int, int]) -> None:
+        with self._lock:
+            self._client.insert(
+                f"{self._db}.ingest_offsets", [[topic, p, o] for p, o in offsets.items()],
+                column_names=["topic", "partition", "next_offset"],
+            )
 
     def insert_rows(self, rows: list[list[Any]]) -> None:
         if not rows:
