@@ -18,7 +18,7 @@ def fake_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The fake OpenAI/Anthropic upstream: returns its base URL (no /v1)."""
     port = free_port()
     proc = ManagedProcess(
-        "fake-llm", [sys.executable, "-m", "tests.fakes.fake_llm", "--port", str(port), "--delay-ms", "20"],
+        "fake-llm", [sys.executable, "-m", "tests.fakes.upstream", "--port", str(port), "--delay-ms", "20"],
         tmp_path_factory.mktemp("fake-llm"), cwd=REPO,
     )
     proc.start()

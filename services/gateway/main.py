@@ -14,6 +14,8 @@ import uvloop
 from refinery import logging_setup
 from refinery.bus.producer import DurableProducer
 from refinery.bus.topics import ensure_topics
+from refinery.events.envelope import Envelope
+from refinery.events.request_logs import READ_BARRIER
 from refinery.grpc_server import check_health, client_channel, start_grpc
 from refinery.rpc import logs_pb2_grpc, projects_pb2, projects_pb2_grpc
 from refinery.secrets_box import SecretBox
@@ -36,6 +38,17 @@ class ProjectsServicer(projects_pb2_grpc.ProjectsServicer):
         return projects_pb2.ProviderSettingsResponse(providers=[
             projects_pb2.Provider(name=p.provider, base_url=p.base_url, api_key=p.api_key) for p in providers
         ])
+
+
+async def _mark_baseline(producer: DurableProducer, reads: ReadBinder) -> None:
+    """Bind reads to everything on the bus before this process started (see ReadBinder)."""
+    marker = Envelope(type=READ_BARRIER, aggregate_id="gateway", project_id="", data={}).to_bytes()
+    while reads.baseline is None:
+        positions = await producer.mark_every_partition(marker)
+        if positions is None:
+            await asyncio.sleep(0.5)
+            continue
+        reads.baseline = {p.partition: p.offset for p in positions}
 
 
 def _admin_token(settings: GatewaySettings) -> str:
@@ -96,15 +109,19 @@ async def serve(settings: GatewaySettings) -> None:
         proxy = ProxyForwarder(settings.proxy_router_url)
         await proxy.start()
 
+    reads = ReadBinder(settings.proxy_router_grpc)
+    baseline_task = asyncio.create_task(_mark_baseline(producer, reads))
+
     async def health() -> dict[str, bool]:
         checks = {"log-ingest": check_health(settings.log_ingest_grpc)}
         if settings.proxy_router_grpc:
             checks["proxy-router"] = check_health(settings.proxy_router_grpc)
         results = await asyncio.gather(*checks.values())
-        return {"gateway": True, **dict(zip(checks.keys(), results, strict=True))}
+        # The gateway is ready once its reads can be bound (see ReadBinder.baseline).
+        return {"gateway": reads.baseline is not None, **dict(zip(checks.keys(), results, strict=True))}
 
     deps = Deps(
-        settings=settings, projects=registry, producer=producer, reads=ReadBinder(settings.proxy_router_grpc),
+        settings=settings, projects=registry, producer=producer, reads=reads,
         logs=logs_pb2_grpc.LogStoreStub(logs_channel), admin_token=_admin_token(settings), health=health,
         proxy=proxy,
     )
@@ -124,6 +141,7 @@ async def serve(settings: GatewaySettings) -> None:
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     await server.serve()
+    baseline_task.cancel()
     await grpc_service.stop()
     if proxy is not None:
         await proxy.stop()

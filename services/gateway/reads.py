@@ -19,7 +19,15 @@ class BusUnavailable(Exception):
 
 
 class ReadBinder:
+    """Knows what each project's reads must wait for.
+
+    `baseline` holds the positions of a marker the gateway wrote to every partition when it
+    started: everything acknowledged before this process existed (by an instance that crashed,
+    say) lies below it, so until it is known reads answer 503 rather than risk a stale answer.
+    """
+
     def __init__(self, proxy_grpc: str | None) -> None:
+        self.baseline: dict[int, int] | None = None
         self._acked: dict[str, dict[int, int]] = {}
         self._spooled: dict[str, int] = {}
         self._proxy_stub = proxy_pb2_grpc.ProxyRouterStub(client_channel(proxy_grpc)) if proxy_grpc else None
@@ -39,7 +47,11 @@ class ReadBinder:
         return self._spooled.get(project_id, 0) > 0
 
     async def positions(self, project_id: str) -> list[logs_pb2.Position]:
-        merged = dict(self._acked.get(project_id, {}))
+        if self.baseline is None:
+            raise BusUnavailable("the gateway has not reached the bus since it started; retry shortly")
+        merged = dict(self.baseline)
+        for partition, offset in self._acked.get(project_id, {}).items():
+            merged[partition] = max(merged.get(partition, 0), offset)
         if self._proxy_stub is not None:
             try:
                 resp = await self._proxy_stub.PendingLogs(

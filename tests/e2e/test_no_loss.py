@@ -116,3 +116,21 @@ def test_acknowledged_reports_survive_kills_exactly_once(chaos_stack: Stack):
     duplicated = {seq: n for seq, n in stored.items() if n > 1}
     assert not duplicated, f"stored more than once: {list(duplicated.items())[:10]}"
     print(f"\n{len(acked)} acknowledged, {failures} refused during kills, all stored once; {events}")
+
+
+def test_reads_after_a_gateway_crash_see_earlier_writes(chaos_stack: Stack):
+    """A restarted gateway knows nothing of what its predecessor acknowledged; its first read
+    must still see those writes (bound to a marker it writes to every partition at start)."""
+    tag = uuid.uuid4().hex
+    headers = {"authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=chaos_stack.api_base, headers=headers, timeout=30) as c:
+        for i in range(50):
+            body = {"reqPayload": {"model": "m", "metadata": {"crash": tag, "i": str(i)}}, "statusCode": 200}
+            assert c.post("/report", json=body).json() == {"status": "ok"}
+    chaos_stack.restart("gateway", kill=True)
+    chaos_stack.wait_healthy(30)
+    with httpx.Client(base_url=chaos_stack.api_base, headers=headers, timeout=30) as c:
+        latest = c.get("/local-testing-only-get-latest-logged-call").json()
+        assert latest["metadata"] == {"crash": tag, "i": "49"}
+        found = c.post("/logs/search", json={"filters": [{"field": "metadata.crash", "equals": tag}]}).json()
+        assert found["total"] == 50

@@ -99,6 +99,26 @@ class DurableProducer:
             return await self._to_spool(key, value)
         return Position(md.partition, md.offset + 1)
 
+    async def mark_every_partition(self, value: bytes) -> list[Position] | None:
+        """Write `value` to each partition and return the positions just past it.
+
+        A reader bound to these positions sees every record acknowledged before the call,
+        by any writer: how a restarted writer recovers read-your-writes without trusting
+        ListOffsets. None while the broker is unreachable (nothing is spooled).
+        """
+        if self._producer is None:
+            return None
+        try:
+            partitions = await asyncio.wait_for(self._producer.partitions_for(self._topic), self._ack_timeout_s)
+            acks = await asyncio.wait_for(
+                asyncio.gather(*(self._producer.send_and_wait(self._topic, value, partition=p) for p in partitions)),
+                timeout=self._ack_timeout_s * 2,
+            )
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("could not mark partitions: %s", exc)
+            return None
+        return [Position(md.partition, md.offset + 1) for md in acks]
+
     async def _to_spool(self, key: bytes, value: bytes) -> None:
         await asyncio.to_thread(self._spool.append, key, value)
         self.spooled_total += 1

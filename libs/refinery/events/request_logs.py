@@ -14,6 +14,9 @@ from refinery.events.envelope import Envelope, new_id
 
 RECORDED = "request_log.recorded"
 METADATA_UPDATED = "request_log.metadata_updated"
+# Written by a starting gateway to every partition; consumers skip it (no data). Reads bound
+# to its positions see everything acknowledged before that gateway started.
+READ_BARRIER = "request_log.read_barrier"
 
 LogSource = Literal["report", "report-anthropic", "proxy"]
 
