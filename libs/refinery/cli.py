@@ -52,11 +52,26 @@ def _admin(method: str, path: str, body: dict | None = None) -> object:
         sys.exit(f"cannot reach Refinery at {url}: {exc.reason}")
 
 
+def _default_key(data_dir: Path) -> str:
+    """The default project's key when none is given: made on first start, kept (0600)."""
+    path = data_dir / "default-api-key"
+    if not path.exists():
+        import secrets
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("opk-" + secrets.token_hex(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def _run(_: argparse.Namespace) -> None:
     from refinery.stack.platform import Stack
 
     env = {k: v for k, v in os.environ.items() if k.startswith("REFINERY_INIT_")}
-    stack = Stack(_data_dir(), int(os.environ.get("REFINERY_PORT", "8000")), env=env)
+    data_dir = _data_dir()
+    if not env.get("REFINERY_INIT_API_KEY"):
+        env["REFINERY_INIT_API_KEY"] = _default_key(data_dir)
+    stack = Stack(data_dir, int(os.environ.get("REFINERY_PORT", "8000")), env=env)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print(f"starting Refinery (data in {stack.data_dir}) ...", flush=True)
@@ -67,7 +82,7 @@ def _run(_: argparse.Namespace) -> None:
         return
     except (RuntimeError, TimeoutError) as exc:
         sys.exit(f"Refinery failed to start: {exc}")
-    key = os.environ.get("REFINERY_INIT_API_KEY") or "(see `refinery project create NAME`)"
+    key = env["REFINERY_INIT_API_KEY"]
     print(
         f"\nRefinery is running at {stack.url}\n"
         f"  API base:     {stack.api_base}\n"
