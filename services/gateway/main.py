@@ -74,11 +74,16 @@ def _bootstrap(settings: GatewaySettings, registry: ProjectRegistry) -> None:
         name = "default" if existing is None else f"default-{secrets.token_hex(3)}"
         project, _ = registry.create_project(name, settings.init_api_key)
         project_id = project.id
-    if settings.init_openai_base_url:
-        current = {p.provider: p for p in registry.providers(project_id)}.get("openai")
-        key = settings.init_openai_api_key or ""
-        if current is None or current.base_url != settings.init_openai_base_url or current.api_key != key:
-            registry.set_provider(project_id, "openai", settings.init_openai_base_url.rstrip("/"), key)
+    current = {p.provider: p for p in registry.providers(project_id)}
+    for provider in ("openai", "anthropic", "gemini"):
+        base_url = getattr(settings, f"init_{provider}_base_url")
+        if not base_url:
+            continue
+        base_url = base_url.rstrip("/")
+        key = getattr(settings, f"init_{provider}_api_key") or ""
+        have = current.get(provider)
+        if have is None or have.base_url != base_url or have.api_key != key:
+            registry.set_provider(project_id, provider, base_url, key)
 
 
 async def serve(settings: GatewaySettings) -> None:

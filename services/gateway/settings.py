@@ -18,6 +18,10 @@ class GatewaySettings(ServiceSettings):
     init_api_key: str | None = None
     init_openai_base_url: str | None = None
     init_openai_api_key: str | None = None
+    init_anthropic_base_url: str | None = None
+    init_anthropic_api_key: str | None = None
+    init_gemini_base_url: str | None = None
+    init_gemini_api_key: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     read_wait_s: float = 5.0
 

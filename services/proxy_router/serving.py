@@ -20,6 +20,13 @@ from refinery.events.request_logs import RequestLogRecorded, request_log_recorde
 from refinery.stores.cache import ResponseCache
 from refinery.wire.openai_shapes import completion_id_of, error_message_of, merge_metadata, usage_of
 
+from proxy_router.anthropic_adapter import (
+    SYNTHETIC_USER_TURN,
+    StreamTranslator,
+    to_completion,
+    to_messages_request,
+    to_openai_error,
+)
 from proxy_router.caching import TTL_S, cache_key, cache_mode
 from proxy_router.pending import PendingLogs
 from proxy_router.providers import ProviderCache
@@ -123,17 +130,27 @@ class ChatProxy:
                       error_message=message, completed_at=time.time() * 1000)
             return _error(status, "NOT_FOUND" if status == 404 else "BAD_REQUEST", message)
 
+        if route.provider == "anthropic":
+            return await self._anthropic(request, upstream.base_url, upstream.api_key, route.upstream_model, body,
+                                         project_id, log_enabled, common, started)
         forward = raw
-        if route.upstream_model != model or ("metadata" in body and body.get("store") is not True):
+        needs_user_turn = route.provider == "gemini" and not any(
+            isinstance(m, dict) and m.get("role") not in ("system", "developer") for m in body["messages"])
+        if route.upstream_model != model or needs_user_turn or (
+                "metadata" in body and body.get("store") is not True):
             fwd = dict(body)
             fwd["model"] = route.upstream_model
             if fwd.get("store") is not True:
                 # OpenAI rejects metadata unless the call is stored there too.
                 fwd.pop("metadata", None)
+            if needs_user_turn:
+                # Gemini, like Anthropic, rejects a conversation with no user turn.
+                fwd["messages"] = [*body["messages"], {"role": "user", "content": SYNTHETIC_USER_TURN}]
             forward = orjson.dumps(fwd)
         up_headers = {"content-type": JSON, "authorization": f"Bearer {upstream.api_key}"}
         assert self._session is not None
         url = f"{upstream.base_url}/chat/completions"
+        upstream_started = time.perf_counter()
         try:
             up = await self._session.post(url, data=forward, headers=up_headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -141,7 +158,6 @@ class ChatProxy:
             self._log(project_id, log_enabled, **common, provider=route.provider, status_code=502,
                       error_message=message, completed_at=time.time() * 1000)
             return _error(502, "BAD_GATEWAY", message)
-        upstream_started = time.perf_counter()
         try:
             if stream and up.status == 200:
                 return await self._relay_stream(request, up, project_id, log_enabled, common, route.provider,
@@ -209,6 +225,85 @@ class ChatProxy:
                 prepared = True
             await response.write(line)
         log_stream()
+        if not prepared:
+            await response.prepare(request)
+        await response.write_eof()
+        return response
+
+    async def _anthropic(
+        self, request: web.Request, base_url: str, api_key: str, upstream_model: str, body: dict[str, Any],
+        project_id: str, log_enabled: bool, common: dict[str, Any], started: float,
+    ) -> web.StreamResponse:
+        """`anthropic:<model>`: the Messages API behind an OpenAI-shaped answer (and log)."""
+        model = common["model"]
+        payload = orjson.dumps(to_messages_request(body, upstream_model))
+        headers = {"content-type": JSON, "x-api-key": api_key, "anthropic-version": "2023-06-01"}
+        assert self._session is not None
+        upstream_started = time.perf_counter()
+        try:
+            up = await self._session.post(f"{base_url}/v1/messages", data=payload, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            message = f"upstream anthropic unreachable: {type(exc).__name__}"
+            self._log(project_id, log_enabled, **common, provider="anthropic", status_code=502,
+                      error_message=message, completed_at=time.time() * 1000)
+            return _error(502, "BAD_GATEWAY", message)
+        try:
+            if up.status == 200 and body.get("stream") is True:
+                return await self._anthropic_stream(request, up, model, project_id, log_enabled, common,
+                                                    upstream_started - started)
+            raw = await up.read()
+        finally:
+            up.release()
+        upstream_s = time.perf_counter() - upstream_started
+        try:
+            answer = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            answer = {"error": {"message": raw[:2000].decode(errors="replace")}}
+        if up.status == 200:
+            out = to_completion(answer, model)
+            self._log(project_id, log_enabled, **common, provider="anthropic", status_code=200, resp_payload=out,
+                      usage=usage_of(out), completion_id=completion_id_of(out), completed_at=time.time() * 1000)
+        else:
+            out = to_openai_error(up.status, answer)
+            self._log(project_id, log_enabled, **common, provider="anthropic", status_code=up.status,
+                      resp_payload=out, error_message=error_message_of(out), completed_at=time.time() * 1000)
+        overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
+        return web.Response(body=orjson.dumps(out), status=up.status, content_type=JSON,
+                            headers={"x-refinery-overhead-ms": f"{overhead_ms:.2f}"})
+
+    async def _anthropic_stream(
+        self, request: web.Request, up: aiohttp.ClientResponse, model: str, project_id: str, log_enabled: bool,
+        common: dict[str, Any], setup_s: float,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={
+            "content-type": "text/event-stream", "cache-control": "no-cache",
+            "x-refinery-overhead-ms": f"{setup_s * 1000:.2f}",
+        })
+        translator = StreamTranslator(model)
+        merger = ChunkMerger()
+        prepared = False
+        logged = False
+        async for line in up.content:
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                event = orjson.loads(line[5:].strip())
+            except orjson.JSONDecodeError:
+                continue
+            for out in translator.feed(event):
+                if out == b"data: [DONE]\n\n" and not logged:
+                    completion = merger.completion()
+                    completion["usage"] = {**translator.usage, "total_tokens": sum(translator.usage.values())}
+                    self._log(project_id, log_enabled, **common, provider="anthropic", status_code=200,
+                              resp_payload=completion, usage=usage_of(completion),
+                              completion_id=completion_id_of(completion), completed_at=time.time() * 1000)
+                    logged = True
+                else:
+                    merger.add(orjson.loads(out[6:]))
+                if not prepared:
+                    await response.prepare(request)
+                    prepared = True
+                await response.write(out)
         if not prepared:
             await response.prepare(request)
         await response.write_eof()

@@ -19,6 +19,11 @@ def stack(fake_llm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         "REFINERY_INIT_API_KEY": API_KEY,
         "REFINERY_INIT_OPENAI_BASE_URL": f"{fake_llm}/v1",
         "REFINERY_INIT_OPENAI_API_KEY": "sk-fake",
+        "REFINERY_INIT_ANTHROPIC_BASE_URL": fake_llm,
+        "REFINERY_INIT_ANTHROPIC_API_KEY": "ak-fake",
+        # Gemini's OpenAI-compatible endpoint, played by the same fake.
+        "REFINERY_INIT_GEMINI_BASE_URL": f"{fake_llm}/v1",
+        "REFINERY_INIT_GEMINI_API_KEY": "sk-fake",
     })
     s.start()
     yield s

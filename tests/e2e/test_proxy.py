@@ -146,3 +146,32 @@ def test_cache_modes(client, api, fake_llm):
     before = _upstream_calls(fake_llm)
     assert _ask(client, other, "writeOnly").id != stored.id  # writeOnly never reads
     assert _upstream_calls(fake_llm) == before + 1
+
+
+def test_anthropic_models_answer_in_openai_shape(client, api):
+    tag = uuid.uuid4().hex
+    resp = client.chat.completions.create(
+        model="anthropic:claude-3-5-sonnet-20241022",
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": f"hi {tag}"}],
+        metadata={"run": tag},
+    )
+    assert resp.model == "anthropic:claude-3-5-sonnet-20241022"
+    assert resp.choices[0].message.content == f"Echo: hi {tag}"
+    tools = [{"type": "function", "function": {
+        "name": "get_current_weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+    }}]
+    only_system = [{"role": "system", "content": "weather in SF?"}]
+    call = client.chat.completions.create(model="anthropic:claude-3-5-sonnet-20241022", messages=only_system,
+                                          tools=tools).choices[0].message.tool_calls[0]
+    assert call.function.name == "get_current_weather"
+    stream = client.chat.completions.create(
+        model="anthropic:claude-3-5-sonnet-20241022", messages=[{"role": "user", "content": f"s {tag}"}],
+        stream=True, metadata={"run": tag + "-s"},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == f"Echo: s {tag}"
+    logged = search(api, metadata__run=tag + "-s")[0]
+    assert logged["provider"] == "anthropic"
+    assert logged["respPayload"]["choices"][0]["message"]["content"] == text
+    assert search(api, metadata__run=tag)[0]["reqPayload"]["model"] == "anthropic:claude-3-5-sonnet-20241022"

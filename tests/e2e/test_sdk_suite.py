@@ -21,7 +21,7 @@ SUITE = Path(openpipe.__file__).parent / "test"
 # Groups that run; each must pass whole, but for the named tests below.
 GROUPS = [
     "reporting", "update_logged_call_tags", "beta_parsing", "reasoning", "cache", "streaming",
-    "test_sync_client.py", "test_async_client.py",
+    "test_sync_client.py", "test_async_client.py", "prompted_models",
 ]
 
 FINE_TUNED = "needs a deployed fine-tuned model (openpipe:<slug>): training and inference are still to come"
