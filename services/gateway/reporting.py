@@ -15,6 +15,7 @@ from refinery.wire.openai_shapes import (
     model_of,
     usage_of,
 )
+from refinery.wire.pricing import cost_usd
 
 TagValue = str | float | int | bool | None
 
@@ -50,6 +51,7 @@ def build_log(body: ReportRequest, source: LogSource) -> RequestLogRecorded:
     if error is None and body.statusCode is not None and body.statusCode >= 400:
         error = error_message_of(resp)
     resp_openai = message_to_openai_completion(resp) if source == "report-anthropic" else resp
+    usage = usage_of(resp)
     return RequestLogRecorded(
         source=source,
         received_at=now_ms(),
@@ -63,6 +65,7 @@ def build_log(body: ReportRequest, source: LogSource) -> RequestLogRecorded:
         resp_payload=resp,
         resp_openai=resp_openai if source == "report-anthropic" else None,
         metadata=merge_metadata(req_meta, body.tags, extra_meta),
-        usage=usage_of(resp),
+        usage=usage,
+        cost_usd=cost_usd(model_of(req), usage),
         completion_id=completion_id_of(resp),
     )

@@ -19,6 +19,7 @@ from refinery.bus.producer import DurableProducer
 from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
 from refinery.stores.cache import ResponseCache
 from refinery.wire.openai_shapes import completion_id_of, error_message_of, merge_metadata, usage_of
+from refinery.wire.pricing import cost_usd
 
 from proxy_router.anthropic_adapter import (
     SYNTHETIC_USER_TURN,
@@ -66,6 +67,8 @@ class ChatProxy:
     def _log(self, project_id: str, log_enabled: bool, **fields: Any) -> None:
         if not log_enabled:
             return
+        if "usage" in fields and "cost_usd" not in fields:
+            fields["cost_usd"] = cost_usd(fields.get("model"), fields["usage"])
         record = RequestLogRecorded(source="proxy", received_at=time.time() * 1000, **fields)
         value = request_log_recorded(project_id, record).to_bytes()
         fut = asyncio.ensure_future(self._producer.publish(project_id.encode(), value))

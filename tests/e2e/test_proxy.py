@@ -31,6 +31,7 @@ def test_plain_completion_is_answered_and_logged(client, api):
     assert log["respPayload"]["choices"][0]["message"]["content"] == f"Echo: hello {tag}"
     assert log["reqPayload"]["metadata"] == {"run": tag}
     assert log["usage"]["promptTokens"] > 0
+    assert log["cost"] > 0  # gpt-4o-mini has a list price
 
 
 def test_overhead_header_is_reported(client):

@@ -72,3 +72,14 @@ def test_envelope_round_trips_and_keeps_payload_key_order():
     assert back == env
     assert list(back.data["req_payload"]) == ["z", "a"]
     assert back.aggregate_id == log.log_id and back.type == "request_log.recorded"
+
+
+def test_cost_is_priced_by_model_family_or_unknown():
+    from refinery.events.request_logs import Usage
+    from refinery.wire.pricing import cost_usd
+
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000, total_tokens=2_000_000)
+    assert cost_usd("gpt-4o-mini-2024-07-18", usage) == 0.75
+    assert cost_usd("openai:gpt-4o-2024-08-06", usage) == 12.5
+    assert cost_usd("anthropic:claude-3-5-sonnet-20241022", usage) == 18.0
+    assert cost_usd("my-own-model", usage) is None and cost_usd("gpt-4o", None) is None
