@@ -106,4 +106,41 @@ def build_app(deps: Deps) -> FastAPI:
                               status_code=200 if ok else 503)
 
     app.add_middleware(BodyLimit, max_bytes=deps.settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["message", "code"],
+    "properties": {
+        "message": {"type": "string"},
+        "code": {"type": "string"},
+        "issues": {"type": "array", "items": {"type": "object", "required": ["message"],
+                                              "properties": {"message": {"type": "string"}}}},
+    },
+}
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with the error responses this API really gives (400, not 422)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["400"] = {"description": "Invalid input", **error}
+            if path != "/health":
+                responses["401"] = {"description": "Missing or invalid key", **error}
+            if path.startswith("/api/v1/logs") or path.startswith("/api/v1/local"):
+                responses["503"] = {"description": "The log store is catching up; retry", **error}
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    app.openapi_schema = schema
+    return schema

@@ -56,6 +56,9 @@ class ProxyForwarder:
              openapi_extra={"requestBody": _BODY_SCHEMA})
 async def chat_completions(request: Request, project_id: str = Depends(project_of)) -> Response:
     forwarder: ProxyForwarder = request.app.state.deps.proxy
+    content_type = request.headers.get("content-type", "application/json")
+    if not content_type.split(";")[0].strip().lower().endswith("json"):
+        raise ApiError(400, "BAD_REQUEST", f"Content-Type must be application/json, got {content_type!r}")
     body = await request.body()
     headers = {k: v for k in _FORWARDED if (v := request.headers.get(k)) is not None}
     headers["x-refinery-project-id"] = project_id

@@ -19,6 +19,8 @@ from gateway.reporting import ReportAnthropicRequest, ReportRequest, ReportRespo
 
 router = APIRouter(prefix="/api/v1")
 
+MAX_JSON_DEPTH = 254  # orjson's limit when writing the event
+
 FilterValue = str | float | int | bool | None
 
 
@@ -51,7 +53,7 @@ class SearchRequest(BaseModel):
 
     filters: list[LogFilterIn] = Field(default_factory=list)
     limit: int = Field(default=50, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 class ExportRequest(BaseModel):
@@ -85,8 +87,13 @@ def _grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
 
 async def _publish(request: Request, project_id: str, body: ReportRequest, source) -> ReportResponse:
     deps = request.app.state.deps
-    env = request_log_recorded(project_id, build_log(body, source))
-    pos = await deps.producer.publish(project_id.encode(), env.to_bytes())
+    try:
+        value = request_log_recorded(project_id, build_log(body, source)).to_bytes()
+    except orjson.JSONEncodeError as exc:
+        raise ApiError(400, "BAD_REQUEST", "Input validation failed", [
+            f"reqPayload/respPayload cannot be stored: {exc} (at most {MAX_JSON_DEPTH} levels of nesting "
+            "and integers within 64 bits)"]) from exc
+    pos = await deps.producer.publish(project_id.encode(), value)
     deps.reads.acknowledged(project_id, pos)
     return ReportResponse(status="ok")
 

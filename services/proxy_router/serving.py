@@ -8,6 +8,7 @@ the background, so the bus's latency is never added to the response.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -70,7 +71,13 @@ class ChatProxy:
         if "usage" in fields and "cost_usd" not in fields:
             fields["cost_usd"] = cost_usd(fields.get("model"), fields["usage"])
         record = RequestLogRecorded(source="proxy", received_at=time.time() * 1000, **fields)
-        value = request_log_recorded(project_id, record).to_bytes()
+        try:
+            value = request_log_recorded(project_id, record).to_bytes()
+        except orjson.JSONEncodeError:
+            # An upstream answer nested deeper than orjson writes: keep it as JSON text, never drop it.
+            text = {k: json.dumps(fields.get(k)) for k in ("req_payload", "resp_payload")}
+            record = record.model_copy(update=text)
+            value = request_log_recorded(project_id, record).to_bytes()
         fut = asyncio.ensure_future(self._producer.publish(project_id.encode(), value))
         self._pending.track(project_id, fut)
 
@@ -101,7 +108,12 @@ class ChatProxy:
                 tags = orjson.loads(headers["op-tags"])
             except orjson.JSONDecodeError:
                 return _error(400, "BAD_REQUEST", "`op-tags` header must be a JSON object")
-        meta = merge_metadata(body.get("metadata"), tags)
+        try:
+            # Parsing allows 1024 levels, writing the log 254: refuse what could not be logged.
+            orjson.dumps(body)
+            meta = merge_metadata(body.get("metadata"), tags)
+        except orjson.JSONEncodeError as exc:
+            return _error(400, "BAD_REQUEST", f"body nests too deeply to be logged: {exc}")
         stream = body.get("stream") is True
         common = {"requested_at": requested_at, "model": model, "req_payload": body, "metadata": meta}
 
