@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint proto clean
+.PHONY: install run test test-unit test-integration test-e2e lint proto bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=libs --grpc_python_out=libs --pyi_out=libs \
