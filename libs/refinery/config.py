@@ -27,9 +27,6 @@ class ServiceSettings(BaseSettings):
     projects_topic: str = PROJECTS_TOPIC
     topic_partitions: int = Field(default=4, ge=1)
     log_level: str = "WARNING"
-    # Short group timings keep restarts fast (a rejoin after a member left takes 4 s, not 18 s).
-    consumer_session_timeout_ms: int = 6000
-    consumer_heartbeat_interval_ms: int = 500
 
     def service_dir(self, name: str) -> Path:
         path = (self.data_dir / name).resolve()

@@ -45,6 +45,14 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type=JSON)
 
 
+def _upstream_json(raw: bytes) -> Any:
+    """An upstream body as JSON; a non-JSON body (a proxy's HTML error page) as an error object."""
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return {"error": {"message": raw[:2000].decode(errors="replace")}}
+
+
 class ChatProxy:
     def __init__(
         self, producer: DurableProducer, providers: ProviderCache, pending: PendingLogs, timeout_s: float,
@@ -181,10 +189,7 @@ class ChatProxy:
         finally:
             up.release()
         upstream_s = time.perf_counter() - upstream_started
-        try:
-            resp_json = orjson.loads(payload) if payload else None
-        except orjson.JSONDecodeError:
-            resp_json = {"error": {"message": payload[:2000].decode(errors="replace")}}
+        resp_json = _upstream_json(payload)
         ok = up.status < 400
         if write_cache and up.status == 200 and isinstance(resp_json, dict):
             await self._cache.set(key, payload, TTL_S)
@@ -270,10 +275,7 @@ class ChatProxy:
         finally:
             up.release()
         upstream_s = time.perf_counter() - upstream_started
-        try:
-            answer = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            answer = {"error": {"message": raw[:2000].decode(errors="replace")}}
+        answer = _upstream_json(raw)
         if up.status == 200:
             out = to_completion(answer, model)
             self._log(project_id, log_enabled, **common, provider="anthropic", status_code=200, resp_payload=out,
