@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REQUEST_LOGS_TOPIC = "refinery.request-logs"
 PROJECTS_TOPIC = "refinery.projects"
+DATASETS_TOPIC = "refinery.datasets"
 
 
 class ServiceSettings(BaseSettings):
@@ -25,6 +26,7 @@ class ServiceSettings(BaseSettings):
     bus_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     request_logs_topic: str = REQUEST_LOGS_TOPIC
     projects_topic: str = PROJECTS_TOPIC
+    datasets_topic: str = DATASETS_TOPIC
     topic_partitions: int = Field(default=4, ge=1)
     log_level: str = "WARNING"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from refinery.bus.producer import DurableProducer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import admin_api, logs_api
+from gateway import admin_api, datasets_api, logs_api
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
@@ -35,22 +36,26 @@ class Deps:
     admin_token: str
     health: Any  # async () -> dict[str, bool]
     proxy: Any = None  # ProxyForwarder
+    datasets: Any = None  # DatasetsStub
 
 
 class BodyLimit:
     """Rejects bodies over the limit with 413 before the route reads them."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, stream_max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.stream_max_bytes = stream_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # File uploads stream through to object storage, so they get their own (larger) limit.
+        limit = self.stream_max_bytes if _UPLOAD_PATH.match(scope.get("path", "")) else self.max_bytes
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(send, limit)
                 return
         seen = 0
 
@@ -59,22 +64,25 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._reject(send)
+            await self._reject(send, limit)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         import orjson
 
-        body = orjson.dumps(error_body("PAYLOAD_TOO_LARGE", f"Request body exceeds {self.max_bytes} bytes"))
+        body = orjson.dumps(error_body("PAYLOAD_TOO_LARGE", f"Request body exceeds {limit} bytes"))
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+_UPLOAD_PATH = re.compile(r"^/api/v1/datasets/[^/]+/uploads$")
 
 
 class _TooLarge(Exception):
@@ -93,6 +101,8 @@ def build_app(deps: Deps) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)
+    if deps.datasets is not None:
+        app.include_router(datasets_api.router)
     if deps.proxy is not None:
         from gateway import chat_api
 
@@ -105,7 +115,8 @@ def build_app(deps: Deps) -> FastAPI:
         return OrjsonResponse({"status": "ok" if ok else "unavailable", "services": status},
                               status_code=200 if ok else 503)
 
-    app.add_middleware(BodyLimit, max_bytes=deps.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=deps.settings.max_body_bytes,
+                       stream_max_bytes=deps.settings.max_upload_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -138,6 +149,9 @@ def _openapi(app: FastAPI) -> dict:
             responses["400"] = {"description": "Invalid input", **error}
             if path != "/health":
                 responses["401"] = {"description": "Missing or invalid key", **error}
+            if path.startswith(("/api/v1/datasets", "/api/v1/unstable")):
+                responses["404"] = {"description": "No such dataset or item in this project", **error}
+                responses["503"] = {"description": "The dataset service is unavailable; retry", **error}
             if path.startswith("/api/v1/logs") or path.startswith("/api/v1/local"):
                 responses["503"] = {"description": "The log store is catching up; retry", **error}
     for name in ("HTTPValidationError", "ValidationError"):

@@ -17,7 +17,7 @@ from refinery.bus.topics import ensure_topics
 from refinery.events.envelope import Envelope
 from refinery.events.request_logs import READ_BARRIER
 from refinery.grpc_server import check_health, client_channel, start_grpc
-from refinery.rpc import logs_pb2_grpc, projects_pb2, projects_pb2_grpc
+from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc, projects_pb2, projects_pb2_grpc
 from refinery.secrets_box import SecretBox
 from refinery.stores.eventstore import OutboxRelay
 
@@ -121,14 +121,18 @@ async def serve(settings: GatewaySettings) -> None:
         checks = {"log-ingest": check_health(settings.log_ingest_grpc)}
         if settings.proxy_router_grpc:
             checks["proxy-router"] = check_health(settings.proxy_router_grpc)
+        if settings.dataset_grpc:
+            checks["dataset"] = check_health(settings.dataset_grpc)
         results = await asyncio.gather(*checks.values())
         # The gateway is ready once its reads can be bound (see ReadBinder.baseline).
         return {"gateway": reads.baseline is not None, **dict(zip(checks.keys(), results, strict=True))}
 
+    datasets_channel = client_channel(settings.dataset_grpc) if settings.dataset_grpc else None
     deps = Deps(
         settings=settings, projects=registry, producer=producer, reads=reads,
         logs=logs_pb2_grpc.LogStoreStub(logs_channel), admin_token=_admin_token(settings), health=health,
         proxy=proxy,
+        datasets=datasets_pb2_grpc.DatasetsStub(datasets_channel) if datasets_channel is not None else None,
     )
     app = build_app(deps)
     servicer = ProjectsServicer(registry)
@@ -154,6 +158,8 @@ async def serve(settings: GatewaySettings) -> None:
     await producer.stop()
     await projects_producer.stop()
     await logs_channel.close()
+    if datasets_channel is not None:
+        await datasets_channel.close()
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import orjson
 from refinery.bus.producer import DurableProducer, Position
 from refinery.events.request_logs import RequestLogMetadataUpdated, request_log_metadata_updated
 from refinery.rpc import logs_pb2, logs_pb2_grpc
-from refinery.stores.logstore import FilterError, LogFilter, LogStore, row_to_api, row_to_export
+from refinery.stores.logstore import FilterError, LogFilter, LogStore, row_to_api, row_to_export, row_to_import
 
 from log_ingest.ingest import Ingestor, PositionTimeout
 
@@ -87,6 +87,9 @@ class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
     async def Export(self, request, context) -> AsyncIterator[logs_pb2.ExportChunk]:
         await self._bound(request.after, context)
         filters = _filters(request.filters)
+        if request.view not in ("", "entries"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown export view {request.view!r}")
+        to_line = row_to_import if request.view == "entries" else row_to_export
         queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=8)
         loop = asyncio.get_running_loop()
 
@@ -94,7 +97,7 @@ class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
             try:
                 buf = bytearray()
                 for row in self._store.iter_export(request.project_id, filters):
-                    buf += orjson.dumps(row_to_export(row)) + b"\n"
+                    buf += orjson.dumps(to_line(row)) + b"\n"
                     if len(buf) >= EXPORT_CHUNK_BYTES:
                         asyncio.run_coroutine_threadsafe(queue.put(bytes(buf)), loop).result()
                         buf.clear()

@@ -41,6 +41,15 @@ from schemathesis.core.result import Ok
 from schemathesis.errors import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: schemathesis.SerializationContext, value: Any) -> dict[str, Any]:
+    """JSONL uploads are raw bytes on the wire (whatever the generator made of them)."""
+    if isinstance(value, bytes):
+        return {"data": value}
+    return {"data": value.encode() if isinstance(value, str) else json.dumps(value).encode()}
+
+
 MAX_EXAMPLES = 30  # per operation and generation mode
 REQUEST_TIMEOUT_S = 15
 STREAMING_TYPES = ("text/event-stream", "application/x-ndjson")

@@ -22,6 +22,7 @@ SUITE = Path(openpipe.__file__).parent / "test"
 GROUPS = [
     "reporting", "update_logged_call_tags", "beta_parsing", "reasoning", "cache", "streaming",
     "test_sync_client.py", "test_async_client.py", "prompted_models",
+    "platform/list_datasets", "platform/create_dataset_entries",
 ]
 
 FINE_TUNED = "needs a deployed fine-tuned model (openpipe:<slug>): training and inference are still to come"

@@ -79,14 +79,16 @@ class UpdateMetadataResponse(_message.Message):
     def __init__(self, matched_logs: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ("project_id", "after", "filters")
+    __slots__ = ("project_id", "after", "filters", "view")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     after: _containers.RepeatedCompositeFieldContainer[Position]
     filters: _containers.RepeatedCompositeFieldContainer[Filter]
-    def __init__(self, project_id: _Optional[str] = ..., after: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+    view: str
+    def __init__(self, project_id: _Optional[str] = ..., after: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., view: _Optional[str] = ...) -> None: ...
 
 class ExportChunk(_message.Message):
     __slots__ = ("jsonl",)

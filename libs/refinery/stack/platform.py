@@ -1,7 +1,7 @@
 """The whole platform as one supervised set of processes (`make run`, the e2e tests).
 
 Start order follows dependencies: SeaweedFS, Tansu on it, log-ingest, proxy-router,
-gateway; stop goes the other way. Every port except the gateway's is picked free at start,
+dataset, gateway; stop goes the other way. Every port except the gateway's is picked free at start,
 and what a client needs (gateway URL) is written to `<data_dir>/stack.json`.
 """
 
@@ -42,6 +42,7 @@ class Stack:
             "gateway_grpc": free_port(),
             "proxy_http": free_port(),
             "proxy_grpc": free_port(),
+            "dataset_grpc": free_port(),
         }
 
     @property
@@ -74,9 +75,10 @@ class Stack:
             raise
 
     def _start(self, timeout_s: float) -> None:
+        # The object store (uploads, snapshots, adapters) always runs; `durable` is about the bus.
+        self.seaweed = SeaweedFS(self.data_dir / "seaweedfs", self.log_dir)
+        self.seaweed.start()
         if self.durable:
-            self.seaweed = SeaweedFS(self.data_dir / "seaweedfs", self.log_dir)
-            self.seaweed.start()
             self.seaweed.ensure_bucket("tansu")
             self.tansu = Tansu(self.log_dir, self.seaweed.credentials)
         else:
@@ -91,12 +93,22 @@ class Stack:
             "REFINERY_PROXY_GRPC_PORT": str(p["proxy_grpc"]),
             "REFINERY_GATEWAY_GRPC": f"127.0.0.1:{p['gateway_grpc']}",
         })
+        s3 = self.seaweed.credentials
+        self.services["dataset"] = self._python("dataset", "dataset.main", {
+            "REFINERY_DATASET_GRPC_PORT": str(p["dataset_grpc"]),
+            "REFINERY_LOG_INGEST_GRPC": f"127.0.0.1:{p['log_ingest_grpc']}",
+            "REFINERY_PROXY_ROUTER_URL": f"http://127.0.0.1:{p['proxy_http']}",
+            "REFINERY_S3_ENDPOINT": s3.endpoint,
+            "REFINERY_S3_ACCESS_KEY": s3.access_key,
+            "REFINERY_S3_SECRET_KEY": s3.secret_key,
+        })
         self.services["gateway"] = self._python("gateway", "gateway.main", {
             "REFINERY_PORT": str(self.port),
             "REFINERY_GRPC_PORT": str(p["gateway_grpc"]),
             "REFINERY_LOG_INGEST_GRPC": f"127.0.0.1:{p['log_ingest_grpc']}",
             "REFINERY_PROXY_ROUTER_URL": f"http://127.0.0.1:{p['proxy_http']}",
             "REFINERY_PROXY_ROUTER_GRPC": f"127.0.0.1:{p['proxy_grpc']}",
+            "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
         })
         for proc in self.services.values():
             proc.start()
@@ -147,7 +159,7 @@ class Stack:
         return (self.data_dir / "gateway" / "admin-token").read_text().strip()
 
     def stop(self) -> None:
-        for name in ("gateway", "proxy-router", "log-ingest"):
+        for name in ("gateway", "dataset", "proxy-router", "log-ingest"):
             if name in self.services:
                 self.services[name].stop()
         if self.tansu is not None:

@@ -317,3 +317,16 @@ def row_to_export(row: dict[str, Any]) -> dict[str, Any]:
     if output is None and row["error_message"]:
         output = {"error": {"message": row["error_message"], "statusCode": row["status_code"]}}
     return {"input": _json_fragment(row["req_payload"]), "output": output, "tags": dict(row["metadata"])}
+
+
+def row_to_import(row: dict[str, Any]) -> dict[str, Any]:
+    """What dataset import reads: the request as sent and the response's OpenAI view."""
+    return {
+        "id": row["log_id"],
+        "source": row["source"],
+        "statusCode": row["status_code"],
+        "errorMessage": row["error_message"],
+        "reqPayload": _json_fragment(row["req_payload"]),
+        "respOpenai": _json_fragment(row["resp_openai"] or row["resp_payload"]),
+        "metadata": dict(row["metadata"]),
+    }

@@ -1,0 +1,240 @@
+"""Import from request logs: once (a search's matches, read from log-ingest) and standing
+rules (every new matching `request_log.recorded` event, as it arrives on the bus).
+
+Duplicates are skipped by source log id (unique per dataset), which also makes the overlap
+between a rule's backfill and its live stream harmless. The consumer stores its offsets in
+the same transaction as the entries they produced, so a restart neither loses nor repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from refinery.events.request_logs import RECORDED
+from refinery.rpc import logs_pb2, logs_pb2_grpc
+
+from dataset.entries import entry_from_log
+from dataset.log_filters import errored, log_view, matches
+from dataset.store import DatasetStore, NewEntry
+
+log = logging.getLogger("refinery.dataset")
+
+IMPORT_BATCH = 1000
+
+
+@dataclass
+class ImportCounts:
+    imported: int = 0
+    skipped_errored: int = 0
+    skipped_duplicates: int = 0
+    skipped_invalid: int = 0
+
+
+def filters_to_dicts(filters: Iterable[logs_pb2.Filter]) -> list[dict[str, str]]:
+    return [{"field": f.field, "value": f.value, "value_type": f.value_type or "string"} for f in filters]
+
+
+def dicts_to_filters(filters: list[dict[str, str]]) -> list[logs_pb2.Filter]:
+    return [logs_pb2.Filter(field=f["field"], value=f["value"], value_type=f.get("value_type", "string"))
+            for f in filters]
+
+
+async def import_once(
+    store: DatasetStore, logs: logs_pb2_grpc.LogStoreStub, project_id: str, dataset_id: str,
+    filters: list[logs_pb2.Filter], after: list[logs_pb2.Position],
+) -> ImportCounts:
+    """Every stored log matching `filters` (bound to `after`) becomes an entry, in batches."""
+    counts = ImportCounts()
+    call = logs.Export(logs_pb2.ExportRequest(
+        project_id=project_id, after=after, filters=filters, view="entries"), timeout=3600)
+    batch: list[NewEntry] = []
+    rest = b""
+
+    async def flush() -> None:
+        nonlocal batch
+        if batch:
+            result = await asyncio.to_thread(store.add_entries, project_id, dataset_id, batch, "logs")
+            counts.imported += result.created
+            counts.skipped_duplicates += result.duplicates
+        batch = []
+
+    async for chunk in call:
+        data = rest + chunk.jsonl
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if not line:
+                continue
+            item = orjson.loads(line)
+            if errored(item):
+                counts.skipped_errored += 1
+                continue
+            entry = entry_from_log(item)
+            if entry is None:
+                counts.skipped_invalid += 1
+                continue
+            batch.append(NewEntry(entry, source_log_id=item["id"]))
+            if len(batch) >= IMPORT_BATCH:
+                await flush()
+    await flush()
+    return counts
+
+
+class RuleConsumer:
+    """Follows the request-log topic and feeds logs matching standing rules into datasets.
+
+    It assigns itself every partition (one dataset service owns the rules), keyed reads let
+    it skip projects without rules without decoding their events, and `fence()` tells a new
+    rule's backfill where the live stream takes over.
+    """
+
+    def __init__(self, store: DatasetStore, bootstrap: str, topic: str, fetch_wait_ms: int = 100) -> None:
+        self._store = store
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
+            max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        )
+        self._rules: dict[str, list[dict[str, Any]]] = {}
+        self._positions: dict[int, int] = {}
+        self._lock = asyncio.Lock()  # held while a fetched batch is applied
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.imported_total = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions: set[int] | None = None
+        for _ in range(100):
+            await self._consumer.topics()
+            partitions = self._consumer.partitions_for_topic(self._topic)
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(f"topic {self._topic} has no partitions")
+        offsets = await asyncio.to_thread(self._store.load_offsets, self._topic)
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in offsets:
+                self._consumer.seek(tp, offsets[tp.partition])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+        self._positions = dict(offsets)
+        self._rules = await asyncio.to_thread(self._store.all_import_rules)
+        self._ready.set()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._consumer.stop()
+
+    async def fence(self) -> list[logs_pb2.Position]:
+        """Reload the rules between two batches; every record at or past the returned positions
+        will be matched against them, so a backfill bound to these positions leaves no gap."""
+        async with self._lock:
+            self._rules = await asyncio.to_thread(self._store.all_import_rules)
+            return [logs_pb2.Position(partition=p, offset=o) for p, o in self._positions.items()]
+
+    async def reload(self) -> None:
+        async with self._lock:
+            self._rules = await asyncio.to_thread(self._store.all_import_rules)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            except KafkaError as exc:
+                log.warning("fetch failed, retrying: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if not batches:
+                continue
+            async with self._lock:
+                reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
+                while True:
+                    try:
+                        await asyncio.to_thread(self._apply, batches, reached)
+                        break
+                    except Exception:
+                        log.exception("applying request logs to import rules failed; retrying")
+                        await asyncio.sleep(1.0)
+                self._positions.update(reached)
+
+    def _apply(self, batches: dict, reached: dict[int, int]) -> None:
+        by_dataset: dict[tuple[str, str], list[tuple[NewEntry, str]]] = {}
+        rules = self._rules
+        for msgs in batches.values():
+            for msg in msgs:
+                project_id = (msg.key or b"").decode(errors="replace")
+                project_rules = rules.get(project_id)
+                if not project_rules:
+                    continue
+                try:
+                    env = orjson.loads(msg.value)
+                except orjson.JSONDecodeError:
+                    continue
+                if env.get("type") != RECORDED or env.get("project_id") != project_id:
+                    continue
+                data = env.get("data") or {}
+                view = log_view(data, data.get("log_id") or env.get("aggregate_id"))
+                if errored(view):
+                    continue
+                entry = None
+                for rule in project_rules:
+                    if not matches(rule["filters"], data):
+                        continue
+                    if entry is None:
+                        entry = entry_from_log(view)
+                        if entry is None:
+                            break
+                    by_dataset.setdefault((project_id, rule["dataset_id"]), []).append(
+                        (NewEntry(entry, source_log_id=view["id"]), rule["id"]))
+        items = list(by_dataset.items())
+        if not items:
+            self._store.save_offsets_now(self._topic, reached)
+            return
+        for i, ((project_id, dataset_id), pairs) in enumerate(items):
+            last = i == len(items) - 1
+            per_rule: dict[str, int] = {}
+            for _, rule_id in pairs:
+                per_rule[rule_id] = per_rule.get(rule_id, 0) + 1
+
+            def also(conn, last=last, per_rule=per_rule) -> None:
+                for rule_id, n in per_rule.items():
+                    DatasetStore.count_rule_imports(conn, rule_id, n)
+                if last:
+                    DatasetStore.save_offsets(conn, self._topic, reached)
+
+            try:
+                result = self._store.add_entries(
+                    project_id, dataset_id, [p[0] for p in pairs], "rule",
+                    rule_id=pairs[0][1], also=also,
+                )
+                self.imported_total += result.created
+            except KeyError:  # the dataset was deleted meanwhile
+                if last:
+                    self._store.save_offsets_now(self._topic, reached)
+
+
+def grpc_unavailable(exc: grpc.aio.AioRpcError) -> bool:
+    return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -1,0 +1,135 @@
+"""JSONL uploads: streamed to the object store as they arrive, then validated line by line.
+
+The file is never held in memory: chunks go to a multipart upload while they arrive, and
+processing streams the stored object back, a batch of lines per transaction. Each batch
+commits its entries together with the upload's progress (bytes and lines processed), so a
+restarted service resumes after the last committed line: nothing lost, nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from refinery.stores.objectstore import ChunkPipe, ObjectStore
+
+from dataset.entries import EntryError, parse_jsonl_line
+from dataset.store import DatasetStore, NewEntry
+
+log = logging.getLogger("refinery.dataset")
+
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+class UploadProcessor:
+    def __init__(self, store: DatasetStore, objects: ObjectStore, batch_lines: int = 2000) -> None:
+        self._store = store
+        self._objects = objects
+        self._batch_lines = batch_lines
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()
+
+    async def start(self) -> None:
+        for upload in await asyncio.to_thread(self._store.uploads_in, "RECEIVING"):
+            # The sender's stream died with the previous process: the client never got an answer.
+            await asyncio.to_thread(self._store.set_upload, upload["id"], status="FAILED",
+                                    error_message="the upload was interrupted before it finished; send it again")
+        for upload in await asyncio.to_thread(self._store.uploads_in, "PROCESSING"):
+            log.warning("resuming upload %s at line %s", upload["id"], upload["lines_processed"])
+            self._queue.put_nowait(upload["id"])
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def receive(self, project_id: str, dataset_id: str, filename: str, chunks) -> dict[str, Any]:
+        """Store the stream under a new upload; queue it for processing once complete."""
+        upload = await asyncio.to_thread(self._store.create_upload, project_id, dataset_id, filename)
+        pipe = ChunkPipe()
+        writer = asyncio.create_task(asyncio.to_thread(self._objects.put_stream, upload["object_key"], pipe))
+        try:
+            async for data in chunks:
+                if data:
+                    await asyncio.to_thread(pipe.put, data)
+                if writer.done():
+                    break
+            pipe.close()
+            info = await writer
+        except BaseException as exc:
+            pipe.abort()
+            try:
+                await writer
+            except Exception:
+                pass
+            await asyncio.to_thread(self._store.set_upload, upload["id"], status="FAILED",
+                                    error_message=f"receiving the file failed: {exc}"[:2000])
+            raise
+        await asyncio.to_thread(self._store.set_upload, upload["id"], status="PROCESSING", bytes_total=info.size)
+        self._queue.put_nowait(upload["id"])
+        return await asyncio.to_thread(self._store.get_upload, project_id, dataset_id, upload["id"])
+
+    async def _run(self) -> None:
+        while True:
+            upload_id = await self._queue.get()
+            try:
+                await asyncio.to_thread(self._process, upload_id)
+            except Exception as exc:
+                log.exception("upload %s failed", upload_id)
+                await asyncio.to_thread(self._store.set_upload, upload_id, status="FAILED",
+                                        error_message=f"processing failed: {exc}"[:2000])
+
+    def _process(self, upload_id: str) -> None:
+        from sqlalchemy import select
+
+        from dataset.store import uploads_table
+
+        with self._store.engine.connect() as conn:
+            up = dict(conn.execute(select(uploads_table).where(uploads_table.c.id == upload_id)).one()._mapping)
+        project_id, dataset_id = up["project_id"], up["dataset_id"]
+        line_no = up["lines_processed"]
+        pos = up["bytes_processed"]
+        batch: list[NewEntry] = []
+        errors: list[dict[str, Any]] = []
+        batch_bytes = 0
+        lines_in_batch = 0
+
+        def flush() -> None:
+            nonlocal batch, errors, batch_bytes, lines_in_batch
+            done_pos, done_lines, errs = pos, line_no, errors
+            self._store.add_entries(
+                project_id, dataset_id, batch, "upload", upload_id=upload_id,
+                also=lambda conn: DatasetStore.upload_progress(
+                    conn, upload_id, bytes_processed=done_pos, lines_processed=done_lines,
+                    created=len(batch), errors=errs),
+            )
+            batch, errors, batch_bytes, lines_in_batch = [], [], 0, 0
+
+        for end, line in self._objects.iter_lines(up["object_key"], offset=pos):
+            if self._stopping.is_set():
+                return  # resumes from the last committed batch at the next start
+            line_no += 1
+            pos = end
+            lines_in_batch += 1
+            batch_bytes += len(line)
+            try:
+                entry = parse_jsonl_line(line, coerce_metadata=True)
+            except EntryError as exc:
+                errors.append({"line": line_no, "message": str(exc)})
+                entry = None
+            if entry is not None:
+                batch.append(NewEntry(entry))
+            if lines_in_batch >= self._batch_lines or batch_bytes >= BATCH_BYTES:
+                flush()
+        if lines_in_batch:
+            flush()
+        self._store.finish_upload(upload_id)
+        log.info("upload %s done: %s lines", upload_id, line_no)
