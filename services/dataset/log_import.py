@@ -97,7 +97,7 @@ class RuleConsumer:
     rule's backfill where the live stream takes over.
     """
 
-    def __init__(self, store: DatasetStore, bootstrap: str, topic: str, fetch_wait_ms: int = 100) -> None:
+    def __init__(self, store: DatasetStore, bootstrap: str, topic: str, fetch_wait_ms: int = 20) -> None:
         self._store = store
         self._topic = topic
         self._consumer = AIOKafkaConsumer(

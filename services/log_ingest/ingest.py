@@ -46,7 +46,7 @@ class Ingestor:
         topic: str,
         *,
         max_batch: int = 20000,
-        fetch_wait_ms: int = 100,
+        fetch_wait_ms: int = 20,
     ) -> None:
         self._store = store
         self._topic = topic

