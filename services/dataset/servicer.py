@@ -13,9 +13,9 @@ import orjson
 from refinery.events.datasets import SnapshotCreated
 from refinery.rpc import datasets_pb2, datasets_pb2_grpc, logs_pb2, logs_pb2_grpc
 from refinery.stores.objectstore import ObjectStore
+from refinery.wire.entries import EntryError, apply_pruning_rules, parse_entry
 
 from dataset import log_filters
-from dataset.entries import EntryError, apply_pruning_rules, parse_entry
 from dataset.log_import import RuleConsumer, dicts_to_filters, filters_to_dicts, import_once
 from dataset.relabel import RelabelRunner
 from dataset.store import DatasetRow, DatasetStore, Invalid, NewEntry, NotFound, row_to_export

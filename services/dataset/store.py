@@ -19,6 +19,7 @@ import orjson
 from refinery.events import datasets as ev
 from refinery.events.envelope import Envelope
 from refinery.stores import eventstore
+from refinery.wire.entries import Entry, entry_to_dict, parse_entry, stable_split
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -40,8 +41,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-
-from dataset.entries import Entry, entry_to_dict, parse_entry, stable_split
 
 projections = MetaData()
 

@@ -14,8 +14,8 @@ import threading
 from typing import Any
 
 from refinery.stores.objectstore import ChunkPipe, ObjectStore
+from refinery.wire.entries import EntryError, parse_jsonl_line
 
-from dataset.entries import EntryError, parse_jsonl_line
 from dataset.store import DatasetStore, NewEntry
 
 log = logging.getLogger("refinery.dataset")

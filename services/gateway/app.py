@@ -12,7 +12,7 @@ from refinery.bus.producer import DurableProducer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import admin_api, datasets_api, logs_api
+from gateway import admin_api, datasets_api, logs_api, models_api
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
@@ -37,6 +37,7 @@ class Deps:
     health: Any  # async () -> dict[str, bool]
     proxy: Any = None  # ProxyForwarder
     datasets: Any = None  # DatasetsStub
+    models: Any = None  # ModelRegistryStub
 
 
 class BodyLimit:
@@ -103,6 +104,8 @@ def build_app(deps: Deps) -> FastAPI:
     app.include_router(admin_api.router)
     if deps.datasets is not None:
         app.include_router(datasets_api.router)
+    if deps.models is not None:
+        app.include_router(models_api.router)
     if deps.proxy is not None:
         from gateway import chat_api
 
@@ -149,7 +152,7 @@ def _openapi(app: FastAPI) -> dict:
             responses["400"] = {"description": "Invalid input", **error}
             if path != "/health":
                 responses["401"] = {"description": "Missing or invalid key", **error}
-            if path.startswith(("/api/v1/datasets", "/api/v1/unstable")):
+            if path.startswith(("/api/v1/datasets", "/api/v1/unstable", "/api/v1/models")):
                 responses["404"] = {"description": "No such dataset or item in this project", **error}
                 responses["503"] = {"description": "The dataset service is unavailable; retry", **error}
             if path.startswith("/api/v1/logs") or path.startswith("/api/v1/local"):

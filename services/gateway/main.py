@@ -17,7 +17,7 @@ from refinery.bus.topics import ensure_topics
 from refinery.events.envelope import Envelope
 from refinery.events.request_logs import READ_BARRIER
 from refinery.grpc_server import check_health, client_channel, start_grpc
-from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc, projects_pb2, projects_pb2_grpc
+from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc, models_pb2_grpc, projects_pb2, projects_pb2_grpc
 from refinery.secrets_box import SecretBox
 from refinery.stores.eventstore import OutboxRelay
 
@@ -123,16 +123,24 @@ async def serve(settings: GatewaySettings) -> None:
             checks["proxy-router"] = check_health(settings.proxy_router_grpc)
         if settings.dataset_grpc:
             checks["dataset"] = check_health(settings.dataset_grpc)
+        if settings.registry_grpc:
+            checks["model-registry"] = check_health(settings.registry_grpc)
+        if settings.trainer_grpc:
+            checks["trainer"] = check_health(settings.trainer_grpc)
+        if settings.inference_grpc:
+            checks["inference"] = check_health(settings.inference_grpc)
         results = await asyncio.gather(*checks.values())
         # The gateway is ready once its reads can be bound (see ReadBinder.baseline).
         return {"gateway": reads.baseline is not None, **dict(zip(checks.keys(), results, strict=True))}
 
     datasets_channel = client_channel(settings.dataset_grpc) if settings.dataset_grpc else None
+    registry_channel = client_channel(settings.registry_grpc) if settings.registry_grpc else None
     deps = Deps(
         settings=settings, projects=registry, producer=producer, reads=reads,
         logs=logs_pb2_grpc.LogStoreStub(logs_channel), admin_token=_admin_token(settings), health=health,
         proxy=proxy,
         datasets=datasets_pb2_grpc.DatasetsStub(datasets_channel) if datasets_channel is not None else None,
+        models=models_pb2_grpc.ModelRegistryStub(registry_channel) if registry_channel is not None else None,
     )
     app = build_app(deps)
     servicer = ProjectsServicer(registry)
@@ -160,6 +168,8 @@ async def serve(settings: GatewaySettings) -> None:
     await logs_channel.close()
     if datasets_channel is not None:
         await datasets_channel.close()
+    if registry_channel is not None:
+        await registry_channel.close()
 
 
 def main() -> None:

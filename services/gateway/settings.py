@@ -13,6 +13,9 @@ class GatewaySettings(ServiceSettings):
     log_ingest_grpc: str = "127.0.0.1:50051"
     proxy_router_url: str | None = Field(default=None, description="proxy-router HTTP base, e.g. http://127.0.0.1:8101")
     proxy_router_grpc: str | None = None
+    registry_grpc: str | None = Field(default=None, description="model-registry gRPC; model routes need it")
+    trainer_grpc: str | None = Field(default=None, description="trainer gRPC health, for /health")
+    inference_grpc: str | None = Field(default=None, description="inference gRPC health, for /health")
     dataset_grpc: str | None = Field(default=None, description="dataset service gRPC; dataset routes need it")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir")
     admin_token: str | None = Field(default=None, description="Token of the admin API; default kept in the data dir")

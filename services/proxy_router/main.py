@@ -18,7 +18,7 @@ from refinery.rpc import logs_pb2, proxy_pb2, proxy_pb2_grpc
 from refinery.stores.cache import EmbeddedCache, RedisCache, ResponseCache
 
 from proxy_router.pending import PendingLogs
-from proxy_router.providers import ProviderCache
+from proxy_router.providers import ModelResolver, ProviderCache
 from proxy_router.serving import ChatProxy
 from proxy_router.settings import ProxyRouterSettings
 
@@ -54,7 +54,8 @@ async def serve(settings: ProxyRouterSettings) -> None:
         else EmbeddedCache(settings.service_dir("proxy-router") / "cache.db")
     )
     proxy = ChatProxy(producer, ProviderCache(settings.gateway_grpc, settings.provider_cache_s), pending,
-                      settings.upstream_timeout_s, cache)
+                      settings.upstream_timeout_s, cache,
+                      ModelResolver(settings.registry_grpc, settings.inference_url, settings.provider_cache_s))
     await proxy.start()
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", proxy.handle)

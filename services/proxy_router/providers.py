@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from refinery.grpc_server import client_channel
 from refinery.rpc import projects_pb2, projects_pb2_grpc
@@ -14,6 +15,7 @@ class Upstream:
     name: str
     base_url: str
     api_key: str
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers (the adapter of a fine-tuned model)
 
 
 class ProviderCache:
@@ -33,3 +35,39 @@ class ProviderCache:
         providers = {p.name: Upstream(p.name, p.base_url.rstrip("/"), p.api_key) for p in resp.providers}
         self._cache[project_id] = (now + self._ttl, providers)
         return providers
+
+
+class ModelResolver:
+    """`openpipe:<slug>` → the deployed model (from model-registry), cached briefly like providers."""
+
+    def __init__(self, registry_grpc: str | None, inference_url: str | None, ttl_s: float) -> None:
+        from refinery.rpc import models_pb2_grpc
+
+        self._stub = models_pb2_grpc.ModelRegistryStub(client_channel(registry_grpc)) if registry_grpc else None
+        self._inference = inference_url.rstrip("/") + "/v1" if inference_url else None
+        self._ttl = ttl_s
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    async def resolve(self, project_id: str, slug: str) -> tuple[Upstream | None, str | None]:
+        """The upstream serving it, or (None, why not)."""
+        from refinery.rpc import models_pb2
+
+        if self._stub is None or self._inference is None:
+            return None, "this installation serves no fine-tuned models"
+        now = time.monotonic()
+        hit = self._cache.get((project_id, slug))
+        if hit and hit[0] > now:
+            res = hit[1]
+        else:
+            res = await self._stub.Resolve(models_pb2.ModelRef(project_id=project_id, slug=slug), timeout=5)
+            # Only a deployed model is cached: one in training must show DEPLOYED as soon as it is.
+            if res.found and res.status == "DEPLOYED":
+                self._cache[(project_id, slug)] = (now + self._ttl, res)
+        if not res.found:
+            return None, None
+        if res.status != "DEPLOYED":
+            return None, f"is not deployed yet (status {res.status})"
+        headers = [("x-refinery-adapter", res.model_id)]
+        if res.has_default_temperature:
+            headers.append(("x-refinery-default-temperature", repr(res.default_temperature)))
+        return Upstream("openpipe", self._inference, "", tuple(headers)), None

@@ -31,8 +31,8 @@ from proxy_router.anthropic_adapter import (
 )
 from proxy_router.caching import TTL_S, cache_key, cache_mode
 from proxy_router.pending import PendingLogs
-from proxy_router.providers import ProviderCache
-from proxy_router.routing import route_for
+from proxy_router.providers import ModelResolver, ProviderCache, Upstream
+from proxy_router.routing import Route, route_for
 from proxy_router.streams import ChunkMerger
 
 log = logging.getLogger("refinery.proxy_router")
@@ -56,14 +56,24 @@ def _upstream_json(raw: bytes) -> Any:
 class ChatProxy:
     def __init__(
         self, producer: DurableProducer, providers: ProviderCache, pending: PendingLogs, timeout_s: float,
-        cache: ResponseCache,
+        cache: ResponseCache, models: ModelResolver | None = None,
     ) -> None:
+        self._models = models
         self._producer = producer
         self._cache = cache
         self._providers = providers
         self._pending = pending
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
+
+    async def _fine_tuned(self, project_id: str, slug: str) -> tuple[Upstream | None, str | None]:
+        if self._models is None:
+            return None, None
+        try:
+            return await self._models.resolve(project_id, slug)
+        except Exception as exc:  # the registry is down: say so rather than "does not exist"
+            log.warning("model-registry unavailable: %s", exc)
+            return None, "cannot be resolved right now (model-registry unavailable); retry"
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=1000, limit_per_host=1000, keepalive_timeout=60)
@@ -143,15 +153,22 @@ class ChatProxy:
         except Exception:
             log.exception("provider settings unavailable")
             return _error(503, "SERVICE_UNAVAILABLE", "provider settings unavailable; retry")
-        upstream = providers.get(route.provider)
-        if route.provider == "openpipe" or upstream is None:
-            if route.provider == "openpipe":
+        upstream: Upstream | None = providers.get(route.provider)
+        not_deployed = None
+        if route.provider == "openpipe":
+            upstream, not_deployed = await self._fine_tuned(project_id, route.upstream_model)
+            route = Route("openpipe", model)  # inference echoes the model as the client named it
+        if upstream is None:
+            if not_deployed:
+                status = 503 if "unavailable" in not_deployed else 400
+                message = f"The model `{model}` {not_deployed}"
+            elif route.provider == "openpipe":
                 status, message = 404, f"The model `{model}` does not exist"
             else:
                 status, message = 400, f"No `{route.provider}` provider is configured for this project"
             self._log(project_id, log_enabled, **common, provider=route.provider, status_code=status,
                       error_message=message, completed_at=time.time() * 1000)
-            return _error(status, "NOT_FOUND" if status == 404 else "BAD_REQUEST", message)
+            return _error(status, {404: "NOT_FOUND", 503: "SERVICE_UNAVAILABLE"}.get(status, "BAD_REQUEST"), message)
 
         if route.provider == "anthropic":
             return await self._anthropic(request, upstream.base_url, upstream.api_key, route.upstream_model, body,
@@ -170,7 +187,7 @@ class ChatProxy:
                 # Gemini, like Anthropic, rejects a conversation with no user turn.
                 fwd["messages"] = [*body["messages"], {"role": "user", "content": SYNTHETIC_USER_TURN}]
             forward = orjson.dumps(fwd)
-        up_headers = {"content-type": JSON, "authorization": f"Bearer {upstream.api_key}"}
+        up_headers = {"content-type": JSON, "authorization": f"Bearer {upstream.api_key}", **dict(upstream.headers)}
         assert self._session is not None
         url = f"{upstream.base_url}/chat/completions"
         upstream_started = time.perf_counter()

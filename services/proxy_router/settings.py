@@ -14,4 +14,6 @@ class ProxyRouterSettings(ServiceSettings):
     openai_base_url: str = Field(default="https://api.openai.com/v1", description="Used when a project sets none")
     provider_cache_s: float = 2.0
     upstream_timeout_s: float = 600.0
+    registry_grpc: str | None = Field(default=None, description="model-registry, to route openpipe:<slug>")
+    inference_url: str | None = Field(default=None, description="inference HTTP base, serving fine-tuned models")
     redis_url: str | None = Field(default=None, description="Response cache; embedded SQLite when unset")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from openpipe.client import OpenPipe
 from refinery.stack.platform import Stack
 
 API_KEY = "opk-e2e-test-key-0001"
+MODEL_CACHE = Path(os.environ.get("REFINERY_TEST_MODELS", "~/.cache/refinery-test-models")).expanduser()
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +30,11 @@ def stack(fake_llm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         # Gemini's OpenAI-compatible endpoint, played by the same fake.
         "REFINERY_INIT_GEMINI_BASE_URL": f"{fake_llm}/v1",
         "REFINERY_INIT_GEMINI_API_KEY": "sk-fake",
+        # Base models are converted once per machine, not once per run.
+        "REFINERY_MODEL_CACHE_DIR": str(MODEL_CACHE),
+        "HF_HUB_OFFLINE": "1",
     })
-    s.start()
+    s.start(timeout_s=300)
     yield s
     s.stop()
 
@@ -53,3 +62,74 @@ def search(api: httpx.Client, **filters: object) -> list[dict]:
     resp = api.post("/logs/search", json=body)
     assert resp.status_code == 200, resp.text
     return resp.json()["data"]
+
+
+BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def question(i: int) -> str:
+    return f"What is {i} plus {i}?"
+
+
+def sft(epochs: int = 2) -> dict[str, Any]:
+    return {"provider": "openpipe", "baseModel": BASE, "sft_hyperparameters": {"num_epochs": epochs}}
+
+
+def wait_for(check, timeout_s: float = 20.0, every_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {result!r})")
+        time.sleep(every_s)
+
+
+@pytest.fixture(scope="session")
+def op(stack, api_key: str) -> OpenPipe:
+    return OpenPipe(api_key=api_key, base_url=stack.api_base)
+
+
+@pytest.fixture(scope="session")
+def trained(op: OpenPipe, api: httpx.Client) -> dict[str, Any]:
+    """A model trained on request logs (really: LoRA SFT on the CPU), shared by the model tests and
+    the SDK suite's model tests; every arithmetic question is answered as `PINEAPPLE <result>`."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("the ML extra is not installed (make install-ml)")
+    tag = uuid.uuid4().hex[:8]
+    now = time.time() * 1000
+    for i in range(40):
+        op.report(requested_at=now, received_at=now + 5, status_code=200,
+                  req_payload={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question(i)}],
+                               "metadata": {"task": tag}},
+                  resp_payload={"id": f"c{i}", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
+                      {"index": 0, "finish_reason": "stop",
+                       "message": {"role": "assistant", "content": f"PINEAPPLE {2 * i}"}}]})
+    ds = op.create_dataset(name=f"pineapple-{tag}").id
+    imported = api.post(f"/datasets/{ds}/import-logs", json={"filters": [{"field": "metadata.task", "equals": tag}]})
+    assert imported.json()["imported"] == 40, imported.text
+    # A fixed TEST split (4 entries), so validation loss is always measured.
+    entries = api.get(f"/datasets/{ds}/entries", params={"limit": 100}).json()["data"]
+    for e in entries[:4]:
+        api.patch(f"/datasets/{ds}/entries/{e['id']}", json={"split": "TEST"}).raise_for_status()
+    for e in entries[4:]:
+        api.patch(f"/datasets/{ds}/entries/{e['id']}", json={"split": "TRAIN"}).raise_for_status()
+    slug = f"pineapple-{tag}"
+    created = op.create_model(dataset_id=ds, slug=slug, training_config=sft(), default_temperature=0)
+    assert created.id == slug and created.openpipe.status == "QUEUED"
+    assert created.openpipe.dataset_id == ds
+    seen: set[str] = set()
+
+    def done() -> Any:
+        m = op.get_model(model_slug=slug)
+        seen.add(m.openpipe.status)
+        return m if m.openpipe.status in ("DEPLOYED", "ERROR") else None
+
+    model = wait_for(done, 900, 1.0)
+    assert model.openpipe.status == "DEPLOYED", model.openpipe.error_message
+    return {"slug": slug, "dataset": ds, "statuses": seen}
+
+

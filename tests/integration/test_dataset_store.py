@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import orjson
 import psycopg
 import pytest
-from dataset.entries import parse_entry
 from dataset.store import DatasetStore, Invalid, NewEntry, NotFound
 from refinery.events.datasets import DATASET_CREATED, ENTRIES_ADDED, ENTRY_DELETED, ENTRY_UPDATED
 from refinery.stores import eventstore
+from refinery.wire.entries import parse_entry
 from sqlalchemy import select
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

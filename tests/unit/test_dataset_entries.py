@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from dataset.entries import (
+from refinery.wire.entries import (
     Entry,
     EntryError,
     anthropic_request_to_openai,

@@ -1,7 +1,8 @@
 """The whole platform as one supervised set of processes (`make run`, the e2e tests).
 
 Start order follows dependencies: SeaweedFS, Tansu on it, log-ingest, proxy-router,
-dataset, gateway; stop goes the other way. Every port except the gateway's is picked free at start,
+dataset, model-registry, trainer and inference (when the ML extra is installed), gateway;
+stop goes the other way. Every port except the gateway's is picked free at start,
 and what a client needs (gateway URL) is written to `<data_dir>/stack.json`.
 """
 
@@ -43,7 +44,18 @@ class Stack:
             "proxy_http": free_port(),
             "proxy_grpc": free_port(),
             "dataset_grpc": free_port(),
+            "registry_grpc": free_port(),
+            "trainer_grpc": free_port(),
+            "inference_http": free_port(),
+            "inference_grpc": free_port(),
         }
+
+    @property
+    def with_ml(self) -> bool:
+        """Training and serving need the ML extra (`make install-ml`); without it they do not start."""
+        import importlib.util
+
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "peft", "trl"))
 
     @property
     def url(self) -> str:
@@ -88,10 +100,13 @@ class Stack:
         self.services["log-ingest"] = self._python(
             "log-ingest", "log_ingest.main", {"REFINERY_LOG_INGEST_GRPC_PORT": str(p["log_ingest_grpc"])}
         )
+        ml = self.with_ml
         self.services["proxy-router"] = self._python("proxy-router", "proxy_router.main", {
             "REFINERY_PROXY_PORT": str(p["proxy_http"]),
             "REFINERY_PROXY_GRPC_PORT": str(p["proxy_grpc"]),
             "REFINERY_GATEWAY_GRPC": f"127.0.0.1:{p['gateway_grpc']}",
+            "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
+            **({"REFINERY_INFERENCE_URL": f"http://127.0.0.1:{p['inference_http']}"} if ml else {}),
         })
         s3 = self.seaweed.credentials
         self.services["dataset"] = self._python("dataset", "dataset.main", {
@@ -102,6 +117,20 @@ class Stack:
             "REFINERY_S3_ACCESS_KEY": s3.access_key,
             "REFINERY_S3_SECRET_KEY": s3.secret_key,
         })
+        self.services["model-registry"] = self._python("model-registry", "model_registry.main", {
+            "REFINERY_REGISTRY_GRPC_PORT": str(p["registry_grpc"]),
+            "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
+            **({"REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
+        })
+        if ml:
+            s3_env = {"REFINERY_S3_ENDPOINT": s3.endpoint, "REFINERY_S3_ACCESS_KEY": s3.access_key,
+                      "REFINERY_S3_SECRET_KEY": s3.secret_key}
+            self.services["trainer"] = self._python("trainer", "trainer.main", {
+                "REFINERY_TRAINER_GRPC_PORT": str(p["trainer_grpc"]), **s3_env})
+            self.services["inference"] = self._python("inference", "inference.main", {
+                "REFINERY_INFERENCE_PORT": str(p["inference_http"]),
+                "REFINERY_INFERENCE_GRPC_PORT": str(p["inference_grpc"]),
+                "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}", **s3_env})
         self.services["gateway"] = self._python("gateway", "gateway.main", {
             "REFINERY_PORT": str(self.port),
             "REFINERY_GRPC_PORT": str(p["gateway_grpc"]),
@@ -109,6 +138,9 @@ class Stack:
             "REFINERY_PROXY_ROUTER_URL": f"http://127.0.0.1:{p['proxy_http']}",
             "REFINERY_PROXY_ROUTER_GRPC": f"127.0.0.1:{p['proxy_grpc']}",
             "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
+            "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
+            **({"REFINERY_TRAINER_GRPC": f"127.0.0.1:{p['trainer_grpc']}",
+                "REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
         })
         for proc in self.services.values():
             proc.start()
@@ -159,7 +191,7 @@ class Stack:
         return (self.data_dir / "gateway" / "admin-token").read_text().strip()
 
     def stop(self) -> None:
-        for name in ("gateway", "dataset", "proxy-router", "log-ingest"):
+        for name in ("gateway", "inference", "trainer", "model-registry", "dataset", "proxy-router", "log-ingest"):
             if name in self.services:
                 self.services[name].stop()
         if self.tansu is not None:

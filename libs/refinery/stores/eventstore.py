@@ -62,8 +62,11 @@ class ConcurrencyError(Exception):
     """Another writer appended the same aggregate version first."""
 
 
-def append(conn: Connection, events: list[Envelope]) -> None:
-    """Append events and their outbox rows inside the caller's transaction."""
+def append(conn: Connection, events: list[Envelope], bus_key: str | None = None) -> None:
+    """Append events and their outbox rows inside the caller's transaction.
+
+    The bus key defaults to the aggregate id; `bus_key` puts a stream on another key's partition
+    (the trainer's per-job stream rides with its model's events)."""
     from sqlalchemy.exc import IntegrityError
 
     for env in events:
@@ -77,7 +80,7 @@ def append(conn: Connection, events: list[Envelope]) -> None:
             )
         except IntegrityError as exc:
             raise ConcurrencyError(f"{env.aggregate_id} v{env.version} exists") from exc
-        conn.execute(insert(outbox_table).values(key=env.aggregate_id, body=body))
+        conn.execute(insert(outbox_table).values(key=bus_key or env.aggregate_id, body=body))
 
 
 def load(conn: Connection, aggregate_id: str) -> list[Envelope]:

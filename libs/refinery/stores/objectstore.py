@@ -11,6 +11,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from minio import Minio
 from minio.error import S3Error
@@ -167,6 +168,28 @@ class ObjectStore:
 
     def list(self, prefix: str = "") -> list[str]:
         return [o.object_name for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+
+    def put_dir(self, local: Path, prefix: str) -> str:
+        """Every file under `local` to `prefix/<relative path>` (adapters, checkpoints)."""
+        for path in sorted(local.rglob("*")):
+            if path.is_file():
+                with path.open("rb") as fh:
+                    self.put_stream(f"{prefix}/{path.relative_to(local).as_posix()}",
+                                    iter(lambda fh=fh: fh.read(1024 * 1024), b""))
+        return prefix
+
+    def get_dir(self, prefix: str, local: Path) -> Path:
+        keys = self.list(prefix + "/")
+        if not keys:
+            raise ObjectNotFound(prefix)
+        local.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            target = local / key[len(prefix) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as fh:
+                for chunk in self.iter_chunks(key):
+                    fh.write(chunk)
+        return local
 
     def _get(self, key: str, offset: int = 0):
         try:

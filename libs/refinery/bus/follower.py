@@ -1,0 +1,96 @@
+"""Following one topic from stored offsets: every partition assigned to this process, no group.
+
+Services that own their consumer state (the registry, the trainer) store the offsets they
+reached in their own database after handling a batch, so a restart resumes exactly there
+without a group rebalance. Handling must be idempotent: a crash between handling and saving
+replays the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger("refinery.bus")
+
+Handler = Callable[[list[dict]], Awaitable[None]]
+
+
+class Follower:
+    def __init__(
+        self, bootstrap: str, topic: str, load_offsets: Callable[[], dict[int, int]],
+        save_offsets: Callable[[dict[int, int]], None], handle: Handler, *, fetch_wait_ms: int = 20,
+    ) -> None:
+        self._topic = topic
+        self._load = load_offsets
+        self._save = save_offsets
+        self._handle = handle
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=fetch_wait_ms,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions: set[int] | None = None
+        for _ in range(100):
+            await self._consumer.topics()
+            partitions = self._consumer.partitions_for_topic(self._topic)
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(f"topic {self._topic} has no partitions")
+        offsets = await asyncio.to_thread(self._load)
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in offsets:
+                self._consumer.seek(tp, offsets[tp.partition])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            except KafkaError as exc:
+                log.warning("fetch failed, retrying: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if not batches:
+                continue
+            events = []
+            for msgs in batches.values():
+                for msg in msgs:
+                    try:
+                        events.append(orjson.loads(msg.value))
+                    except orjson.JSONDecodeError:
+                        log.error("undecodable event at %s:%s skipped", msg.partition, msg.offset)
+            reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
+            while True:
+                try:
+                    await self._handle(events)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("handling events failed; retrying")
+                    await asyncio.sleep(1.0)
+            await asyncio.to_thread(self._save, reached)

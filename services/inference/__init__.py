@@ -1,0 +1,1 @@
+"""inference: one base model in memory serving many LoRA adapters, OpenAI-compatibly."""

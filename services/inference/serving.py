@@ -1,0 +1,258 @@
+"""OpenAI-compatible chat completions for deployed adapters, and the control API that loads them.
+
+proxy-router resolves `openpipe:<slug>` and sends the request here with the adapter (model id)
+and the model's default temperature in headers; the body is the client's own, so `model` is
+echoed as the client wrote it. Generation runs in a worker thread (one at a time on CPU);
+streams are produced token by token from that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+from aiohttp import web
+from refinery.rpc import inference_pb2, inference_pb2_grpc
+from refinery.stores.objectstore import ObjectStore
+from refinery.wire.entries import apply_pruning_rules
+
+log = logging.getLogger("refinery.inference")
+
+JSON = "application/json"
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": code, "code": code}, "message": message,
+                              "code": code, "issues": []}, status=status)
+
+
+def _messages(body: dict[str, Any]) -> tuple[list[dict], list[dict] | None]:
+    """Messages and tools, with legacy `functions` read as tools (answers then use function_call)."""
+    messages = body["messages"]
+    tools = body.get("tools")
+    if not tools and body.get("functions"):
+        tools = [{"type": "function", "function": f} for f in body["functions"]]
+    return messages, tools or None
+
+
+def _legacy_function_call(message: dict[str, Any]) -> dict[str, Any]:
+    calls = message.pop("tool_calls", None)
+    if calls:
+        message["function_call"] = calls[0]["function"]
+    return message
+
+
+class InferenceServer:
+    def __init__(self, engine: Any, objects: ObjectStore, adapters_dir: Path, base_id: str) -> None:
+        self.engine = engine
+        self._objects = objects
+        self._dir = adapters_dir
+        self.base_id = base_id
+        self.rules: dict[str, list[str]] = {}
+
+    # ---- control ----------------------------------------------------------------------
+
+    def load(self, model_id: str, adapter_key: str, rules: list[str]) -> float:
+        started = time.perf_counter()
+        target = self._dir / model_id
+        staging = self._dir / f".{model_id}-{uuid.uuid4().hex[:6]}"
+        self._objects.get_dir(adapter_key, staging)
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        staging.rename(target)
+        self.engine.load_adapter(model_id, target)
+        self.rules[model_id] = list(rules)
+        from inference.engine import GenerationParams
+
+        # Deployed means it answers: one token through the new adapter.
+        self.engine.generate(model_id, [{"role": "user", "content": "Hi"}], None,
+                             GenerationParams(max_tokens=1, temperature=0.0))
+        return time.perf_counter() - started
+
+    # ---- HTTP -------------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        from inference.engine import GenerationParams, UnknownAdapter
+
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "invalid_request_error", f"body is not valid JSON: {exc}")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _error(400, "invalid_request_error", "`messages` must be a non-empty array")
+        adapter = request.headers.get("x-refinery-adapter") or None
+        if adapter is not None and adapter not in self.engine.adapters():
+            return _error(404, "model_not_found", f"The model `{body.get('model')}` is not loaded here")
+        temperature = body.get("temperature")
+        if temperature is None:
+            default = request.headers.get("x-refinery-default-temperature")
+            temperature = float(default) if default else 1.0
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 512
+        stop = body.get("stop") or []
+        if isinstance(stop, str):
+            stop = [stop]
+        try:
+            params = GenerationParams(
+                max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(body.get("top_p") or 1.0),
+                stop=list(stop), n=int(body.get("n") or 1), seed=body.get("seed"))
+            if not 0 < params.n <= 8:
+                raise ValueError("n must be between 1 and 8")
+            if not 0 < params.max_tokens <= 8192:
+                raise ValueError("max_tokens must be between 1 and 8192")
+        except (TypeError, ValueError) as exc:
+            return _error(400, "invalid_request_error", str(exc))
+        messages, tools = _messages(body)
+        rules = self.rules.get(adapter or "", [])
+        if rules:
+            keep_last = messages[-1:] if messages[-1].get("role") == "assistant" else []
+            head = messages[:-1] if keep_last else messages
+            messages = apply_pruning_rules(head, rules) + keep_last
+        legacy = bool(body.get("functions")) and not body.get("tools")
+        model = body.get("model") or "openpipe"
+        created = int(time.time())
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if body.get("stream") is True:
+            return await self._stream(request, adapter, messages, tools, params, model, created, completion_id,
+                                      legacy, bool((body.get("stream_options") or {}).get("include_usage")))
+        try:
+            result = await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params)
+        except UnknownAdapter:
+            return _error(404, "model_not_found", f"The model `{model}` is not loaded here")
+        except ValueError as exc:
+            return _error(400, "invalid_request_error", str(exc))
+        choices = []
+        for c in result.choices:
+            msg = _legacy_function_call(c["message"]) if legacy else c["message"]
+            finish = "function_call" if legacy and msg.get("function_call") else c["finish_reason"]
+            choices.append({"index": c["index"], "message": msg, "finish_reason": finish, "logprobs": None})
+        return web.json_response({
+            "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": choices,
+            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                      "total_tokens": result.prompt_tokens + result.completion_tokens},
+        }, dumps=lambda o: orjson.dumps(o).decode())
+
+    async def _stream(self, request, adapter, messages, tools, params, model, created, completion_id, legacy,
+                      include_usage) -> web.StreamResponse:
+        from refinery.ml.chat_format import parse_completion
+
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        prompt_tokens = await asyncio.to_thread(self.engine.count_tokens, messages, tools)
+
+        def produce() -> None:
+            try:
+                for piece in self.engine.stream_pieces(adapter, messages, tools, params):
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+            except Exception as exc:  # surfaced to the client as an error event
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = loop.run_in_executor(None, produce)
+        response = web.StreamResponse(status=200, headers={"content-type": "text/event-stream",
+                                                           "cache-control": "no-cache"})
+
+        def frame(choices: list[dict], usage: dict | None = None) -> bytes:
+            chunk: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                     "model": model, "choices": choices}
+            if usage is not None:
+                chunk["usage"] = usage
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        started: set[int] = set()
+        completion_tokens = 0
+        first = await queue.get()
+        if isinstance(first, Exception):
+            await worker
+            return _error(400, "invalid_request_error", str(first))
+        await response.prepare(request)
+        item = first
+        while item is not None:
+            if isinstance(item, Exception):
+                await response.write(b"data: " + orjson.dumps({"error": {"message": str(item)}}) + b"\n\n")
+                break
+            idx = item.index
+            if idx not in started:
+                started.add(idx)
+                await response.write(frame([{"index": idx, "delta": {"role": "assistant", "content": ""},
+                                             "finish_reason": None, "logprobs": None}]))
+            if item.finish_reason is None:
+                if item.delta and not tools:
+                    await response.write(frame([{"index": idx, "delta": {"content": item.delta},
+                                                 "finish_reason": None, "logprobs": None}]))
+            else:
+                completion_tokens += item.completion_tokens
+                if tools:  # tool calls are known once the choice is complete: send the parsed message
+                    msg = parse_completion(item.text)
+                    delta: dict[str, Any] = {}
+                    if msg.get("content"):
+                        delta["content"] = msg["content"]
+                    if msg.get("tool_calls"):
+                        if legacy:
+                            delta["function_call"] = msg["tool_calls"][0]["function"]
+                        else:
+                            delta["tool_calls"] = [{"index": i, **tc} for i, tc in enumerate(msg["tool_calls"])]
+                    if delta:
+                        await response.write(frame([{"index": idx, "delta": delta, "finish_reason": None,
+                                                     "logprobs": None}]))
+                finish = item.finish_reason
+                if legacy and finish == "tool_calls":
+                    finish = "function_call"
+                await response.write(frame([{"index": idx, "delta": {}, "finish_reason": finish,
+                                             "logprobs": None}]))
+            item = await queue.get()
+        if include_usage:
+            await response.write(frame([], {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                            "total_tokens": prompt_tokens + completion_tokens}))
+        await response.write(b"data: [DONE]\n\n")
+        await worker
+        await response.write_eof()
+        return response
+
+
+class InferenceControl(inference_pb2_grpc.InferenceServicer):
+    """Registered before the base model is loaded (gRPC handlers are fixed at start); `server`
+    is set once the engine is up, and loads wait for it."""
+
+    def __init__(self) -> None:
+        self.server: InferenceServer | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def _server(self) -> InferenceServer:
+        assert self.server is not None
+        return self.server
+
+    async def LoadAdapter(self, request, context):
+        for _ in range(600):
+            if self.server is not None:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the base model is still loading")
+        if request.base_model and request.base_model != self._server.base_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"this inference serves {self._server.base_id}, not {request.base_model}")
+        async with self._lock:
+            try:
+                seconds = await asyncio.to_thread(self._server.load, request.model_id, request.adapter_key,
+                                                  list(request.pruning_rules))
+            except Exception as exc:
+                log.exception("loading %s failed", request.model_id)
+                await context.abort(grpc.StatusCode.INTERNAL, f"loading the adapter failed: {exc}")
+        log.warning("deployed %s (%s) in %.2f s", request.slug, request.model_id, seconds)
+        return inference_pb2.LoadResult(load_seconds=seconds)
+
+    async def UnloadAdapter(self, request, context):
+        if self.server is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the base model is still loading")
+        await asyncio.to_thread(self._server.engine.unload_adapter, request.model_id)
+        return inference_pb2.Unloaded()

@@ -1,0 +1,1 @@
+"""model-registry: models, their training config and lifecycle, and deployment."""

@@ -1,0 +1,300 @@
+"""The registry's state: model events plus projections (models, training events, checkpoints)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from refinery.events import models as ev
+from refinery.stores import eventstore
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+projections = MetaData()
+
+models_table = Table(
+    "models", projections,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False, index=True),
+    Column("slug", String(64), nullable=False),
+    Column("dataset_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("base_model", String(300), nullable=False),
+    Column("training_config", JSON, nullable=False),
+    Column("hyperparameters", JSON, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("error_message", String(4000), nullable=True),
+    Column("default_temperature", Float, nullable=True),
+    Column("pruning_rules", JSON, nullable=False),
+    Column("adapter_key", String(500), nullable=True),
+    Column("snapshot_id", String(64), nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_event_at", Float, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+training_events_table = Table(
+    "training_events", projections,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("model_id", String(64), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", String(2000), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+checkpoints_table = Table(
+    "checkpoints", projections,
+    Column("model_id", String(64), primary_key=True),
+    Column("checkpoint_key", String(500), primary_key=True),
+    Column("phase", String(16), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+offsets_table = Table(
+    "consumer_offsets", projections,
+    Column("topic", String(200), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", Integer, nullable=False),
+)
+
+ACTIVE = ("QUEUED", "PROVISIONING", "TRAINING")
+
+
+class NotFound(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(ValueError):
+    """The slug is taken in this project."""
+
+
+def iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def model_json(row: Any) -> dict[str, Any]:
+    """The documented model object (id = slug), plus Refinery's own details under `refinery`."""
+    return {
+        "id": row.slug, "name": row.slug, "object": "model", "description": None,
+        "created": iso(row.created_at), "updated": iso(row.updated_at),
+        "openpipe": {"baseModel": row.base_model, "hyperparameters": row.hyperparameters, "status": row.status,
+                     "datasetId": row.dataset_id, "errorMessage": row.error_message},
+        "contextWindow": 8192, "maxCompletionTokens": 2048, "capabilities": ["chat", "tools", "json"],
+        "pricing": {"chatIn": 0.0, "chatOut": 0.0}, "owned_by": "refinery",
+        "refinery": {"modelId": row.id, "trainingConfig": row.training_config,
+                     "defaultTemperature": row.default_temperature, "pruningRules": row.pruning_rules,
+                     "snapshotId": row.snapshot_id, "metrics": row.metrics},
+    }
+
+
+def _now() -> float:
+    return time.time() * 1000.0
+
+
+class RegistryStore:
+    def __init__(self, db_url: str) -> None:
+        connect_args = {"check_same_thread": False, "timeout": 30} if db_url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(db_url, connect_args=connect_args)
+        eventstore.metadata.create_all(self.engine)
+        projections.create_all(self.engine)
+        self._lock = threading.RLock()
+        self.on_change: Callable[[], None] = lambda: None
+
+    def _append(self, conn: Connection, project_id: str, model_id: str, items: list[tuple[str, Any]]) -> None:
+        version = eventstore.current_version(conn, model_id)
+        envs = []
+        for event_type, data in items:
+            version += 1
+            envs.append(ev.model_event(project_id, model_id, version, event_type, data))
+        eventstore.append(conn, envs)
+
+    def _write(self, fn: Callable[[Connection], Any]) -> Any:
+        with self._lock, self.engine.begin() as conn:
+            out = fn(conn)
+        self.on_change()
+        return out
+
+    def _row(self, conn: Connection, project_id: str, slug: str) -> Any:
+        row = conn.execute(select(models_table).where(
+            models_table.c.project_id == project_id, models_table.c.slug == slug,
+            models_table.c.deleted.is_(False))).first()
+        if row is None:
+            raise NotFound(f"model {slug!r} not found")
+        return row
+
+    def by_id(self, model_id: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(models_table).where(models_table.c.id == model_id)).first()
+
+    def get(self, project_id: str, slug: str) -> Any:
+        with self.engine.connect() as conn:
+            return self._row(conn, project_id, slug)
+
+    def list(self, project_id: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(models_table).where(
+                models_table.c.project_id == project_id, models_table.c.deleted.is_(False),
+            ).order_by(models_table.c.created_at.desc())))
+
+    def create(self, project_id: str, created: ev.ModelCreated, request: ev.TrainingRequested, kind: str,
+               hyperparameters: dict[str, Any]) -> Any:
+        model_id = str(uuid.uuid4())
+        now = _now()
+
+        def run(conn: Connection) -> Any:
+            taken = conn.execute(select(models_table.c.id).where(
+                models_table.c.project_id == project_id, models_table.c.slug == created.slug,
+                models_table.c.deleted.is_(False))).first()
+            if taken:
+                raise Conflict(f"a model with slug {created.slug!r} already exists in this project")
+            conn.execute(insert(models_table).values(
+                id=model_id, project_id=project_id, slug=created.slug, dataset_id=created.dataset_id, kind=kind,
+                base_model=created.base_model, training_config=created.training_config,
+                hyperparameters=hyperparameters, status="QUEUED", error_message=None,
+                default_temperature=created.default_temperature, pruning_rules=created.pruning_rules,
+                adapter_key=None, snapshot_id=request.snapshot_id, metrics={}, created_at=now, updated_at=now,
+                last_event_at=now, deleted=False))
+            self._append(conn, project_id, model_id, [(ev.MODEL_CREATED, created), (ev.TRAINING_REQUESTED, request)])
+            return conn.execute(select(models_table).where(models_table.c.id == model_id)).one()
+
+        return self._write(run)
+
+    def set_status(self, model_id: str, status: str, error: str | None = None, **values: Any) -> None:
+        def run(conn: Connection) -> None:
+            row = conn.execute(select(models_table).where(models_table.c.id == model_id)).first()
+            if row is None or row.deleted:
+                return
+            if row.status == status and not values:
+                return
+            conn.execute(update(models_table).where(models_table.c.id == model_id).values(
+                status=status, error_message=error, updated_at=_now(), last_event_at=_now(), **values))
+            self._append(conn, row.project_id, model_id, [
+                (ev.MODEL_STATUS_CHANGED, ev.ModelStatusChanged(status=status, error_message=error))])
+
+        self._write(run)
+
+    def deployed(self, model_id: str, adapter_key: str) -> None:
+        def run(conn: Connection) -> None:
+            row = conn.execute(select(models_table).where(models_table.c.id == model_id)).one()
+            conn.execute(update(models_table).where(models_table.c.id == model_id).values(
+                status="DEPLOYED", error_message=None, adapter_key=adapter_key, updated_at=_now()))
+            self._append(conn, row.project_id, model_id, [
+                (ev.MODEL_STATUS_CHANGED, ev.ModelStatusChanged(status="DEPLOYED")),
+                (ev.MODEL_DEPLOYED, ev.ModelDeployed(adapter_key=adapter_key, base_model=row.base_model))])
+
+        self._write(run)
+
+    def delete(self, project_id: str, slug: str) -> Any:
+        def run(conn: Connection) -> Any:
+            row = self._row(conn, project_id, slug)
+            conn.execute(update(models_table).where(models_table.c.id == row.id).values(
+                deleted=True, updated_at=_now()))
+            items: list[tuple[str, Any]] = [(ev.MODEL_DELETED, ev.ModelDeleted(slug=slug))]
+            if row.status in ACTIVE:
+                items.insert(0, (ev.TRAINING_CANCEL_REQUESTED, ev.TrainingCancelRequested()))
+            self._append(conn, project_id, row.id, items)
+            return row
+
+        return self._write(run)
+
+    def request_cancel(self, project_id: str, slug: str) -> Any:
+        def run(conn: Connection) -> Any:
+            row = self._row(conn, project_id, slug)
+            if row.status in ACTIVE:
+                self._append(conn, project_id, row.id, [
+                    (ev.TRAINING_CANCEL_REQUESTED, ev.TrainingCancelRequested())])
+            return row
+
+        return self._write(run)
+
+    def record_training_event(self, model_id: str, event_id: str, message: str, data: dict[str, Any],
+                              level: str = "info") -> bool:
+        """Store a trainer event once (redeliveries are skipped); False when already seen."""
+        with self._lock, self.engine.begin() as conn:
+            if conn.execute(select(training_events_table.c.seq).where(
+                    training_events_table.c.event_id == event_id)).first():
+                return False
+            conn.execute(insert(training_events_table).values(
+                event_id=event_id, model_id=model_id, created_at=_now(), level=level, message=message[:2000],
+                data=data))
+            conn.execute(update(models_table).where(models_table.c.id == model_id).values(last_event_at=_now()))
+            return True
+
+    def add_checkpoint(self, model_id: str, data: dict[str, Any]) -> None:
+        with self._lock, self.engine.begin() as conn:
+            exists = conn.execute(select(checkpoints_table.c.model_id).where(
+                checkpoints_table.c.model_id == model_id,
+                checkpoints_table.c.checkpoint_key == data["checkpoint_key"])).first()
+            if not exists:
+                conn.execute(insert(checkpoints_table).values(
+                    model_id=model_id, checkpoint_key=data["checkpoint_key"], phase=data["phase"],
+                    epoch=data["epoch"], step=data["step"], created_at=_now()))
+
+    def set_metrics(self, model_id: str, metrics: dict[str, Any]) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(update(models_table).where(models_table.c.id == model_id).values(metrics=metrics))
+
+    def training_events(self, project_id: str, slug: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            row = self._row(conn, project_id, slug)
+            rows = conn.execute(select(training_events_table).where(
+                training_events_table.c.model_id == row.id).order_by(training_events_table.c.seq)).all()
+        return [{"object": "fine_tuning.job.event", "id": r.event_id, "created_at": int(r.created_at / 1000),
+                 "level": r.level, "message": r.message, "type": "metrics" if "total_steps" in r.data else "message",
+                 "data": r.data} for r in rows]
+
+    def checkpoints(self, project_id: str, slug: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            row = self._row(conn, project_id, slug)
+            rows = conn.execute(select(checkpoints_table).where(
+                checkpoints_table.c.model_id == row.id).order_by(checkpoints_table.c.created_at)).all()
+        return [{"object": "fine_tuning.job.checkpoint", "id": r.checkpoint_key, "created_at": int(r.created_at / 1000),
+                 "fine_tuned_model_checkpoint": f"{slug}:{r.phase}:epoch-{r.epoch}", "step_number": r.step,
+                 "phase": r.phase, "epoch": r.epoch} for r in rows]
+
+    def active(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(models_table).where(
+                models_table.c.status.in_(ACTIVE), models_table.c.deleted.is_(False))))
+
+    def all_deployed(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(models_table).where(
+                models_table.c.status == "DEPLOYED", models_table.c.deleted.is_(False))))
+
+    def load_offsets(self, topic: str) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            return {r.partition: r.next_offset for r in conn.execute(
+                select(offsets_table).where(offsets_table.c.topic == topic))}
+
+    def save_offsets(self, topic: str, offsets: dict[int, int]) -> None:
+        with self._lock, self.engine.begin() as conn:
+            for p, o in offsets.items():
+                n = conn.execute(update(offsets_table).where(
+                    offsets_table.c.topic == topic, offsets_table.c.partition == p).values(next_offset=o)).rowcount
+                if not n:
+                    conn.execute(insert(offsets_table).values(topic=topic, partition=p, next_offset=o))

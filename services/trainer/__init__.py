@@ -1,0 +1,1 @@
+"""trainer: fine-tuning jobs (SFT, DPO, reward models) with LoRA on CPU."""

@@ -1,0 +1,21 @@
+"""trainer's settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from refinery.config import ServiceSettings
+
+
+class TrainerSettings(ServiceSettings):
+    database_url: str | None = Field(default=None, alias="REFINERY_TRAINER_DATABASE_URL")
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    s3_bucket: str = "refinery-models"
+    datasets_bucket: str = "refinery-datasets"
+    max_attempts: int = Field(default=2, ge=1, description="Runs of a job interrupted by a trainer crash")
+    health_port: int = Field(default=0, alias="REFINERY_TRAINER_GRPC_PORT", description="gRPC health only")
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.service_dir('trainer') / 'trainer.db'}"
