@@ -57,7 +57,7 @@ async def serve(settings: TrainerSettings) -> None:
     worker = Worker(jobs, models, datasets, settings.service_dir("trainer"), settings.max_attempts,
                     settings.models_dir())
     await worker.start()
-    grpc_service = await start_grpc("127.0.0.1", settings.health_port, [])
+    grpc_service = await start_grpc(settings.grpc_host, settings.health_port, [])
     await grpc_service.set_serving(True)
     log.warning("trainer ready (health on gRPC port %s)", grpc_service.port)
     await stop.wait()

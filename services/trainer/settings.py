@@ -15,6 +15,7 @@ class TrainerSettings(ServiceSettings):
     s3_bucket: str = "refinery-models"
     datasets_bucket: str = "refinery-datasets"
     max_attempts: int = Field(default=2, ge=1, description="Runs of a job interrupted by a trainer crash")
+    grpc_host: str = "127.0.0.1"
     health_port: int = Field(default=0, alias="REFINERY_TRAINER_GRPC_PORT", description="gRPC health only")
 
     def db_url(self) -> str:
