@@ -42,9 +42,10 @@ test-integration: install-ml
 test-e2e: install-ml
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 
-bench: $(STAMP)
+bench: install-ml
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.datasets
+	$(BIN)/python -m bench.models
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=libs --grpc_python_out=libs --pyi_out=libs \
