@@ -214,6 +214,10 @@ class Lifecycle:
         self._deploying.add(model_id)
         try:
             row = await asyncio.to_thread(self._store.by_id, model_id)
+            if row.kind == "openpipeReward":
+                # A reward model scores, it does not chat: it is ready once its adapter is stored.
+                await asyncio.to_thread(self._store.deployed, model_id, adapter_key)
+                return
             if self._inference is None:
                 await asyncio.to_thread(self._store.set_status, model_id, "ERROR",
                                         "trained, but no inference service is configured to deploy it")

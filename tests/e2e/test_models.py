@@ -125,3 +125,31 @@ def test_trainer_killed_mid_run_is_retried(op: OpenPipe, stack, trained: dict) -
     stack.restart("trainer", kill=True)
     model = wait_final(op, slug, 600)
     assert model.openpipe.status == "DEPLOYED", model.openpipe.error_message
+
+
+def test_second_model_with_sft_then_dpo_served_beside_the_first(
+    op: OpenPipe, api: httpx.Client, stack, api_key: str, trained: dict
+) -> None:
+    """Two adapters on one base at once, each with its own behaviour; the second trained SFT then DPO
+    on preference pairs whose rejected answers are the first model's style."""
+    ds = op.create_dataset(name="banana").id
+    entries = [{"messages": [{"role": "user", "content": _question(i)},
+                             {"role": "assistant", "content": f"BANANA {2 * i}"}],
+                "rejected_message": {"role": "assistant", "content": f"PINEAPPLE {2 * i}"},
+                "split": "TEST" if i < 3 else "TRAIN"} for i in range(30)]
+    assert op.create_dataset_entries(ds, entries=entries).entries_created == 30
+    slug = f"banana-{uuid.uuid4().hex[:6]}"
+    op.create_model(dataset_id=ds, slug=slug, training_config={
+        "provider": "openpipe", "baseModel": BASE, "enable_sft": True, "enable_preference_tuning": True,
+        "sft_hyperparameters": {"num_epochs": 2}, "preference_hyperparameters": {"num_epochs": 1}})
+    model = wait_final(op, slug, 900)
+    assert model.openpipe.status == "DEPLOYED", model.openpipe.error_message
+    phases = {e["data"].get("phase") for e in api.get(f"/models/{slug}/events").json()["data"]}
+    assert {"sft", "dpo"} <= phases
+
+    client = OpenAI(api_key=api_key, base_url=stack.api_base, max_retries=0)
+    for i in (41, 58):  # interleaved: the adapter is chosen per request
+        for name, word in ((trained["slug"], "PINEAPPLE"), (slug, "BANANA")):
+            resp = client.chat.completions.create(model=f"openpipe:{name}", temperature=0,
+                                                  messages=[{"role": "user", "content": _question(i)}])
+            assert resp.choices[0].message.content.startswith(word), (name, resp.choices[0].message.content)
