@@ -9,8 +9,10 @@ import logging
 import signal
 
 from refinery import logging_setup
+from refinery.bus.follower import Follower
 from refinery.bus.producer import DurableProducer
 from refinery.bus.topics import ensure_topics
+from refinery.events.models import MODEL_CREATED
 from refinery.grpc_server import client_channel, start_grpc
 from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc
 from refinery.stores.eventstore import OutboxRelay
@@ -39,6 +41,7 @@ async def serve(settings: DatasetSettings) -> None:
     await ensure_topics(settings.bus_bootstrap, {
         settings.request_logs_topic: settings.topic_partitions,
         settings.datasets_topic: settings.topic_partitions,
+        settings.models_topic: settings.topic_partitions,
     })
     producer = DurableProducer(settings.bus_bootstrap, settings.datasets_topic,
                                settings.service_dir("dataset") / "spool")
@@ -47,6 +50,19 @@ async def serve(settings: DatasetSettings) -> None:
     store.on_change = relay.notify
     relay.start()
 
+    # fine_tune_count follows model-registry's events: a model names the dataset it trains on.
+    async def on_model_events(events: list[dict]) -> None:
+        for env in events:
+            if env.get("type") == MODEL_CREATED:
+                dataset_id = (env.get("data") or {}).get("dataset_id")
+                if dataset_id:
+                    await asyncio.to_thread(store.count_fine_tune, env["event_id"], dataset_id, 1)
+
+    models_follower = Follower(settings.bus_bootstrap, settings.models_topic,
+                               lambda: store.load_offsets(settings.models_topic),
+                               lambda offsets: store.save_offsets_now(settings.models_topic, offsets),
+                               on_model_events)
+    await models_follower.start()
     rules = RuleConsumer(store, settings.bus_bootstrap, settings.request_logs_topic)
     await rules.start()
     uploads = UploadProcessor(store, objects, settings.upload_batch_lines)
@@ -67,6 +83,7 @@ async def serve(settings: DatasetSettings) -> None:
     await relabel.stop()
     await uploads.stop()
     await rules.stop()
+    await models_follower.stop()
     await relay.stop()
     await producer.stop()
     await logs_channel.close()

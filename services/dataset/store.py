@@ -155,6 +155,11 @@ consumer_offsets_table = Table(
     Column("next_offset", Integer, nullable=False),
 )
 
+seen_events_table = Table(
+    "seen_events", projections,
+    Column("event_id", String(64), primary_key=True),
+)
+
 EVENT_BYTES = 256 * 1024  # one entries event stays well under the bus's message limit
 MAX_STORED_ERRORS = 1000
 
@@ -618,6 +623,19 @@ class DatasetStore:
     def count_rule_imports(conn: Connection, rule_id: str, n: int) -> None:
         conn.execute(update(import_rules_table).where(import_rules_table.c.id == rule_id).values(
             imported=import_rules_table.c.imported + n))
+
+    # ---- fine-tunes (from model-registry's events) --------------------------------------
+
+    def count_fine_tune(self, event_id: str, dataset_id: str, delta: int) -> None:
+        """A model trained on (or deleted from) this dataset; counted once per event."""
+        with self._lock, self.engine.begin() as conn:
+            if conn.execute(select(seen_events_table).where(seen_events_table.c.event_id == event_id)).first():
+                return
+            conn.execute(insert(seen_events_table).values(event_id=event_id))
+            conn.execute(update(datasets_table).where(datasets_table.c.id == dataset_id).values(
+                fine_tune_count=func.max(datasets_table.c.fine_tune_count + delta, 0)
+                if self.engine.dialect.name == "sqlite"
+                else func.greatest(datasets_table.c.fine_tune_count + delta, 0)))
 
     # ---- consumer offsets (stored with the entries they produced) --------------------------
 

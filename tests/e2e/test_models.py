@@ -72,6 +72,8 @@ def test_training_is_visible(trained: dict, api: httpx.Client, op: OpenPipe) -> 
     assert [c["epoch"] for c in checkpoints] == [1, 2]
     listed = {m.id for m in op.list_models().data}
     assert trained["slug"] in listed
+    dataset = {d.id: d for d in op.list_datasets().data}[trained["dataset"]]
+    assert dataset.fine_tune_count >= 1
     # The deprecated route finds it too.
     got = api.get("/unstable/finetune/get", params={"slug": trained["slug"]}).json()
     assert got["status"] == "DEPLOYED" and got["slug"] == trained["slug"]
