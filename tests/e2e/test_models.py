@@ -155,3 +155,27 @@ def test_second_model_with_sft_then_dpo_served_beside_the_first(
             resp = client.chat.completions.create(model=f"openpipe:{name}", temperature=0,
                                                   messages=[{"role": "user", "content": _question(i)}])
             assert resp.choices[0].message.content.startswith(word), (name, resp.choices[0].message.content)
+
+
+def test_cancel_ends_training_in_error(op: OpenPipe, api: httpx.Client, trained: dict) -> None:
+    slug = f"cancel-{uuid.uuid4().hex[:6]}"
+    op.create_model(dataset_id=trained["dataset"], slug=slug, training_config=_sft(epochs=5))
+    wait_for(lambda: _status(op, slug).openpipe.status == "TRAINING", 300, 0.3)
+    assert api.post(f"/models/{slug}/cancel").status_code == 200
+    model = wait_final(op, slug, 120)
+    assert model.openpipe.status == "ERROR" and "cancel" in model.openpipe.error_message
+
+
+def test_a_trained_model_is_the_base_of_a_new_one(op: OpenPipe, api: httpx.Client, stack, api_key: str,
+                                                  trained: dict) -> None:
+    """Continuing from the PINEAPPLE adapter with one more short epoch keeps its behaviour."""
+    slug = f"child-{uuid.uuid4().hex[:6]}"
+    created = op.create_model(dataset_id=trained["dataset"], slug=slug, training_config={
+        "provider": "openpipe", "baseModel": trained["slug"], "sft_hyperparameters": {"num_epochs": 1}})
+    assert created.openpipe.base_model == BASE  # the parent's base; its adapter seeds the training
+    model = wait_final(op, slug, 600)
+    assert model.openpipe.status == "DEPLOYED", model.openpipe.error_message
+    client = OpenAI(api_key=api_key, base_url=stack.api_base, max_retries=0)
+    resp = client.chat.completions.create(model=f"openpipe:{slug}", temperature=0,
+                                          messages=[{"role": "user", "content": _question(44)}])
+    assert resp.choices[0].message.content.startswith("PINEAPPLE")
