@@ -16,20 +16,14 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from refinery.bus.producer import Position
-from refinery.events.envelope import Envelope
-from refinery.events.request_logs import (
-    METADATA_UPDATED,
-    RECORDED,
-    RequestLogMetadataUpdated,
-    RequestLogRecorded,
-)
+from refinery.events.request_logs import METADATA_UPDATED, RECORDED, RequestLogMetadataUpdated
 from refinery.stores.logstore import LogStore
 
-from log_ingest.rows import to_row
+from log_ingest.rows import event_to_row
 
 log = logging.getLogger("refinery.log_ingest")
 
@@ -146,43 +140,48 @@ class Ingestor:
                 self._changed.notify_all()
 
     def _store_batches(self, batches: dict[TopicPartition, list], reached: dict[int, int]) -> None:
-        pending: list[tuple[str, RequestLogRecorded, int]] = []
+        pending: list[tuple[str, str, list]] = []
         for msgs in batches.values():
             for msg in msgs:
                 try:
-                    env = Envelope.from_bytes(msg.value)
-                except (ValidationError, ValueError) as exc:
+                    env = orjson.loads(msg.value)
+                    kind = env["type"]
+                    project_id = env["project_id"]
+                    data = env["data"]
+                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                     log.error("undecodable event at offset %s skipped: %s", msg.offset, exc)
                     continue
-                if env.type == RECORDED:
+                if kind == RECORDED:
                     try:
-                        pending.append((env.project_id, RequestLogRecorded.model_validate(env.data), msg.offset))
-                    except ValidationError as exc:
-                        log.error("bad %s event %s skipped: %s", RECORDED, env.event_id, exc)
-                elif env.type == METADATA_UPDATED:
+                        row = event_to_row(project_id, data, msg.offset)
+                    except (KeyError, TypeError, ValueError, orjson.JSONEncodeError) as exc:
+                        log.error("bad %s event %s skipped: %s", RECORDED, env.get("event_id"), exc)
+                        continue
+                    pending.append((project_id, row[1], row))
+                elif kind == METADATA_UPDATED:
                     self._insert_logs(pending)
                     pending = []
-                    update = RequestLogMetadataUpdated.model_validate(env.data)
-                    self._store.apply_metadata_patch(env.project_id, update.log_ids, update.patch, msg.offset)
+                    update = RequestLogMetadataUpdated.model_validate(data)
+                    self._store.apply_metadata_patch(project_id, update.log_ids, update.patch, msg.offset)
             self._insert_logs(pending)
             pending = []
         self._store.save_offsets(self._topic, reached)
 
-    def _insert_logs(self, pending: list[tuple[str, RequestLogRecorded, int]]) -> None:
+    def _insert_logs(self, pending: list[tuple[str, str, list]]) -> None:
         if not pending:
             return
         by_project: dict[str, list[str]] = {}
-        for project_id, rec, _ in pending:
-            by_project.setdefault(project_id, []).append(rec.log_id)
+        for project_id, log_id, _ in pending:
+            by_project.setdefault(project_id, []).append(log_id)
         existing = self._store.existing_ids(by_project)
         rows = []
         seen: set[tuple[str, str]] = set()
-        for project_id, rec, offset in pending:
-            key = (project_id, rec.log_id)
+        for project_id, log_id, row in pending:
+            key = (project_id, log_id)
             if key in existing or key in seen:
                 self.skipped_duplicates += 1
                 continue
             seen.add(key)
-            rows.append(to_row(project_id, rec, offset))
+            rows.append(row)
         self._store.insert_rows(rows)
         self.stored_total += len(rows)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from refinery.events.request_logs import RequestLogRecorded
 
 
 def _json_text(value: Any) -> str:
@@ -16,28 +15,32 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def to_row(project_id: str, log: RequestLogRecorded, offset: int) -> list[Any]:
-    usage = log.usage
+def event_to_row(project_id: str, data: dict[str, Any], offset: int) -> list[Any]:
+    """The same row from the event's decoded `data`, without building a pydantic model: this is
+    ingest's hot path (every log passes here), and the writers already validated the event."""
+    usage = data.get("usage") or {}
+    model = data.get("model")
+    completion_id = data.get("completion_id")
     return [
         project_id,
-        log.log_id,
+        data["log_id"],
         offset,
         offset,
-        datetime.fromtimestamp(log.received_at / 1000.0, tz=UTC),
-        log.requested_at,
-        log.completed_at,
-        log.source,
-        log.provider,
-        log.model or "",
-        log.status_code,
-        log.error_message,
-        log.completion_id or "",
-        log.cache_hit,
-        usage.prompt_tokens if usage else 0,
-        usage.completion_tokens if usage else 0,
-        log.cost_usd,
-        _json_text(log.req_payload),
-        _json_text(log.resp_payload),
-        _json_text(log.resp_openai),
-        log.metadata,
+        datetime.fromtimestamp(float(data["received_at"]) / 1000.0, tz=UTC),
+        data.get("requested_at"),
+        data.get("completed_at"),
+        data["source"],
+        data.get("provider") or "openai",
+        model or "",
+        data.get("status_code"),
+        data.get("error_message"),
+        completion_id or "",
+        bool(data.get("cache_hit")),
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+        data.get("cost_usd"),
+        _json_text(data.get("req_payload")),
+        _json_text(data.get("resp_payload")),
+        _json_text(data.get("resp_openai")),
+        {str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
     ]
