@@ -75,8 +75,10 @@ def _run(_: argparse.Namespace) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print(f"starting Refinery (data in {stack.data_dir}) ...", flush=True)
+    if stack.with_ml:
+        print("  (the first start converts the bundled base model once: about half a minute)", flush=True)
     try:
-        stack.start()
+        stack.start(timeout_s=300)
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
         return
