@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,22 +14,13 @@ import pytest
 from openai import OpenAI
 from openpipe.client import OpenPipe
 
+from tests.e2e.conftest import wait_for
+
 GOOD = {
     "messages": [{"role": "user", "content": "Count to 3"}, {"role": "assistant", "content": "1, 2, 3"}],
     "split": "TRAIN",
     "metadata": {"prompt_id": "count"},
 }
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s (last: {result!r})")
-        time.sleep(every_s)
 
 
 @pytest.fixture(scope="module")

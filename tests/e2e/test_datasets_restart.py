@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaConsumer
 from refinery.config import DATASETS_TOPIC
 from refinery.events.datasets import ENTRIES_ADDED
 
-from tests.e2e.test_datasets import entries_of, wait_for
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_datasets import entries_of
 
 pytestmark = pytest.mark.slow
 
