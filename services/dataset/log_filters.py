@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from refinery.stores.logstore import scalar_text
 
 FIELDS = "model, completionId, statusCode, metadata.<key>, tags.<key>, text, from or to"
 
@@ -40,12 +41,6 @@ def check(filters: list[dict[str, str]]) -> None:
             raise FilterError(f"unknown filter field {field!r}: use {FIELDS}")
 
 
-def _scalar_text(value: str, value_type: str) -> str:
-    if value_type == "bool":
-        return "true" if value.lower() in ("true", "1") else "false"
-    return value
-
-
 def _contains(payload: Any, needle: str) -> bool:
     if payload is None:
         return False
@@ -65,7 +60,7 @@ def matches(filters: list[dict[str, str]], log: dict[str, Any]) -> bool:
         elif field.startswith(("metadata.", "tags.")):
             meta = log.get("metadata") or {}
             key = field.split(".", 1)[1]
-            ok = key in meta and meta[key] == _scalar_text(value, value_type)
+            ok = key in meta and meta[key] == scalar_text(value, value_type)
         elif field == "text":
             needle = value.lower()
             ok = any(_contains(log.get(k), needle) for k in ("req_payload", "resp_payload", "resp_openai"))

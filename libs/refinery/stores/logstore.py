@@ -77,7 +77,7 @@ class LogFilter:
     value_type: str = "string"
 
 
-def _scalar_text(value: str, value_type: str) -> str:
+def scalar_text(value: str, value_type: str) -> str:
     """Metadata is stored as strings; `equals` may be a number or bool on the wire."""
     if value_type == "bool":
         return "true" if value.lower() in ("true", "1") else "false"
@@ -194,7 +194,7 @@ class LogStore:
                     f"mapContains(metadata, {{{name}k:String}}) AND metadata[{{{name}k:String}}] = {{{name}:String}}"
                 )
                 params[name + "k"] = key
-                params[name] = _scalar_text(f.value, f.value_type)
+                params[name] = scalar_text(f.value, f.value_type)
             elif f.field == "text":
                 clauses.append(
                     f"(positionCaseInsensitiveUTF8(req_payload, {{{name}:String}}) > 0 OR "
