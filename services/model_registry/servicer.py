@@ -21,15 +21,14 @@ log = logging.getLogger("refinery.model_registry")
 def known_base(model_id: str) -> bool:
     """A base this installation can train: the bundled default, or a local model directory."""
     try:
-        from refinery.ml.base_models import known_base_models
+        from refinery.ml.base_models import canonical_id, known_base_models
     except ImportError:  # the ML extra is not installed on this host
         known: list[str] = []
     else:
         known = known_base_models()
-    if model_id in known or model_id.lower() in {k.lower() for k in known}:
+        model_id = canonical_id(model_id)
+    if model_id.lower() in {k.lower() for k in known}:
         return True
-    if model_id.lower() == "smollm2-135m-instruct":
-        return bool(known)
     p = Path(model_id)
     return p.is_absolute() and (p / "config.json").exists()
 
