@@ -17,8 +17,9 @@ from typing import Any
 
 import grpc
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from refinery.bus.follower import assign_all
 from refinery.events.request_logs import RECORDED
 from refinery.rpc import logs_pb2, logs_pb2_grpc
 from refinery.wire.entries import entry_from_log
@@ -118,23 +119,8 @@ class RuleConsumer:
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions: set[int] | None = None
-        for _ in range(100):
-            await self._consumer.topics()
-            partitions = self._consumer.partitions_for_topic(self._topic)
-            if partitions:
-                break
-            await asyncio.sleep(0.1)
-        if not partitions:
-            raise RuntimeError(f"topic {self._topic} has no partitions")
         offsets = await asyncio.to_thread(self._store.load_offsets, self._topic)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in offsets:
-                self._consumer.seek(tp, offsets[tp.partition])
-            else:
-                await self._consumer.seek_to_beginning(tp)
+        await assign_all(self._consumer, self._topic, offsets)
         self._positions = dict(offsets)
         self._rules = await asyncio.to_thread(self._store.all_import_rules)
         self._ready.set()

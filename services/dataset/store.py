@@ -148,13 +148,6 @@ snapshots_table = Table(
     Column("created_at", Float, nullable=False),
 )
 
-consumer_offsets_table = Table(
-    "consumer_offsets", projections,
-    Column("topic", String(200), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("next_offset", Integer, nullable=False),
-)
-
 seen_events_table = Table(
     "seen_events", projections,
     Column("event_id", String(64), primary_key=True),
@@ -518,13 +511,12 @@ class DatasetStore:
             current = row_to_export(row)
             old_output = current["messages"][-1]
             current["messages"] = [*current["messages"][:-1], output]
-            rejected = old_output if keep_rejected else current.get("rejected_message")
             if keep_rejected:
                 current["rejected_message"] = old_output
             entry = parse_entry(current)
             self._replace_entry(conn, project_id, dataset_id, row, entry, (ev.ENTRY_RELABELED, ev.EntryRelabeled(
                 entry_id=entry_id, model=model, output=entry.messages[-1], job_id=job_id,
-                rejected_message=rejected if keep_rejected else None,
+                rejected_message=old_output if keep_rejected else None,
             )))
             conn.execute(update(relabel_items_table).where(
                 relabel_items_table.c.job_id == job_id, relabel_items_table.c.entry_id == entry_id,
@@ -641,17 +633,9 @@ class DatasetStore:
 
     def load_offsets(self, topic: str) -> dict[int, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(consumer_offsets_table).where(consumer_offsets_table.c.topic == topic)).all()
-        return {r.partition: r.next_offset for r in rows}
+            return eventstore.load_offsets(conn, topic)
 
-    @staticmethod
-    def save_offsets(conn: Connection, topic: str, offsets: dict[int, int]) -> None:
-        t = consumer_offsets_table
-        for partition, offset in offsets.items():
-            n = conn.execute(update(t).where(t.c.topic == topic, t.c.partition == partition).values(
-                next_offset=offset)).rowcount
-            if not n:
-                conn.execute(insert(t).values(topic=topic, partition=partition, next_offset=offset))
+    save_offsets = staticmethod(eventstore.save_offsets)
 
     def save_offsets_now(self, topic: str, offsets: dict[int, int]) -> None:
         with self._lock, self.engine.begin() as conn:

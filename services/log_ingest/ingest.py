@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from refinery.bus.follower import assign_all
 from refinery.bus.producer import Position
 from refinery.events.request_logs import METADATA_UPDATED, RECORDED, RequestLogMetadataUpdated
 from refinery.stores.logstore import LogStore
@@ -70,23 +71,8 @@ class Ingestor:
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions: set[int] | None = None
-        for _ in range(100):
-            await self._consumer.topics()
-            partitions = self._consumer.partitions_for_topic(self._topic)
-            if partitions:
-                break
-            await asyncio.sleep(0.1)
-        if not partitions:
-            raise RuntimeError(f"topic {self._topic} has no partitions")
         offsets = await asyncio.get_running_loop().run_in_executor(None, self._store.load_offsets, self._topic)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in offsets:
-                self._consumer.seek(tp, offsets[tp.partition])
-            else:
-                await self._consumer.seek_to_beginning(tp)
+        await assign_all(self._consumer, self._topic, offsets)
         self._stored = dict(offsets)
         self._ready.set()
         self._task = asyncio.create_task(self._run())

@@ -73,13 +73,6 @@ checkpoints_table = Table(
     Column("created_at", Float, nullable=False),
 )
 
-offsets_table = Table(
-    "consumer_offsets", projections,
-    Column("topic", String(200), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("next_offset", Integer, nullable=False),
-)
-
 ACTIVE = ("QUEUED", "PROVISIONING", "TRAINING")
 
 
@@ -183,15 +176,15 @@ class RegistryStore:
 
         return self._write(run)
 
-    def set_status(self, model_id: str, status: str, error: str | None = None, **values: Any) -> None:
+    def set_status(self, model_id: str, status: str, error: str | None = None) -> None:
         def run(conn: Connection) -> None:
             row = conn.execute(select(models_table).where(models_table.c.id == model_id)).first()
             if row is None or row.deleted:
                 return
-            if row.status == status and not values:
+            if row.status == status:
                 return
             conn.execute(update(models_table).where(models_table.c.id == model_id).values(
-                status=status, error_message=error, updated_at=_now(), last_event_at=_now(), **values))
+                status=status, error_message=error, updated_at=_now(), last_event_at=_now()))
             self._append(conn, row.project_id, model_id, [
                 (ev.MODEL_STATUS_CHANGED, ev.ModelStatusChanged(status=status, error_message=error))])
 
@@ -288,13 +281,9 @@ class RegistryStore:
 
     def load_offsets(self, topic: str) -> dict[int, int]:
         with self.engine.connect() as conn:
-            return {r.partition: r.next_offset for r in conn.execute(
-                select(offsets_table).where(offsets_table.c.topic == topic))}
+            return eventstore.load_offsets(conn, topic)
 
     def save_offsets(self, topic: str, offsets: dict[int, int]) -> None:
         with self._lock, self.engine.begin() as conn:
-            for p, o in offsets.items():
-                n = conn.execute(update(offsets_table).where(
-                    offsets_table.c.topic == topic, offsets_table.c.partition == p).values(next_offset=o)).rowcount
-                if not n:
-                    conn.execute(insert(offsets_table).values(topic=topic, partition=p, next_offset=o))
+            eventstore.save_offsets(conn, topic, offsets)
+

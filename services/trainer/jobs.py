@@ -27,14 +27,6 @@ jobs_table = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-offsets_table = Table(
-    "consumer_offsets", projections,
-    Column("topic", String(200), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("next_offset", Integer, nullable=False),
-)
-
-
 def training_aggregate(model_id: str) -> str:
     return f"training-{model_id}"
 
@@ -94,13 +86,9 @@ class JobStore:
 
     def load_offsets(self, topic: str) -> dict[int, int]:
         with self.engine.connect() as conn:
-            return {r.partition: r.next_offset for r in conn.execute(
-                select(offsets_table).where(offsets_table.c.topic == topic))}
+            return eventstore.load_offsets(conn, topic)
 
     def save_offsets(self, topic: str, offsets: dict[int, int]) -> None:
         with self._lock, self.engine.begin() as conn:
-            for p, o in offsets.items():
-                n = conn.execute(sql_update(offsets_table).where(
-                    offsets_table.c.topic == topic, offsets_table.c.partition == p).values(next_offset=o)).rowcount
-                if not n:
-                    conn.execute(insert(offsets_table).values(topic=topic, partition=p, next_offset=o))
+            eventstore.save_offsets(conn, topic, offsets)
+

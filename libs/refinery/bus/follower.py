@@ -22,6 +22,27 @@ log = logging.getLogger("refinery.bus")
 Handler = Callable[[list[dict]], Awaitable[None]]
 
 
+async def assign_all(consumer: AIOKafkaConsumer, topic: str, offsets: dict[int, int]) -> None:
+    """Assign every partition of `topic` to this (started) consumer, at the stored offsets or the
+    beginning: the consumers that own their positions need no group and no rebalance."""
+    partitions: set[int] | None = None
+    for _ in range(100):
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            break
+        await asyncio.sleep(0.1)
+    if not partitions:
+        raise RuntimeError(f"topic {topic} has no partitions")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    for tp in tps:
+        if tp.partition in offsets:
+            consumer.seek(tp, offsets[tp.partition])
+        else:
+            await consumer.seek_to_beginning(tp)
+
+
 class Follower:
     def __init__(
         self, bootstrap: str, topic: str, load_offsets: Callable[[], dict[int, int]],
@@ -39,23 +60,7 @@ class Follower:
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions: set[int] | None = None
-        for _ in range(100):
-            await self._consumer.topics()
-            partitions = self._consumer.partitions_for_topic(self._topic)
-            if partitions:
-                break
-            await asyncio.sleep(0.1)
-        if not partitions:
-            raise RuntimeError(f"topic {self._topic} has no partitions")
-        offsets = await asyncio.to_thread(self._load)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in offsets:
-                self._consumer.seek(tp, offsets[tp.partition])
-            else:
-                await self._consumer.seek_to_beginning(tp)
+        await assign_all(self._consumer, self._topic, await asyncio.to_thread(self._load))
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:

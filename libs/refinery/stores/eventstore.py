@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine
 
@@ -56,6 +57,31 @@ outbox_table = Table(
     Column("key", String(128), nullable=False),
     Column("body", LargeBinary, nullable=False),
 )
+
+
+# Where a service's own consumers stopped on each topic: written in the same transaction as
+# what the consumed events produced, so a restart neither loses nor repeats.
+offsets_table = Table(
+    "consumer_offsets",
+    metadata,
+    Column("topic", String(200), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", Integer, nullable=False),
+)
+
+
+def load_offsets(conn: Connection, topic: str) -> dict[int, int]:
+    rows = conn.execute(select(offsets_table).where(offsets_table.c.topic == topic))
+    return {r.partition: r.next_offset for r in rows}
+
+
+def save_offsets(conn: Connection, topic: str, offsets: dict[int, int]) -> None:
+    t = offsets_table
+    for partition, offset in offsets.items():
+        n = conn.execute(update(t).where(t.c.topic == topic, t.c.partition == partition).values(
+            next_offset=offset)).rowcount
+        if not n:
+            conn.execute(insert(t).values(topic=topic, partition=partition, next_offset=offset))
 
 
 class ConcurrencyError(Exception):
