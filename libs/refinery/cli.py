@@ -4,6 +4,7 @@
   refinery project create NAME        create a project; prints its API key
   refinery project list
   refinery provider set PROJECT_ID PROVIDER --base-url URL --api-key KEY
+  refinery asyncapi [--format json|yaml]   print the AsyncAPI document of every topic and event
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ def _provider_set(args: argparse.Namespace) -> None:
     print(f"provider {args.provider} set for {args.project_id}")
 
 
+def _asyncapi(args: argparse.Namespace) -> None:
+    """Offline: generated from the event catalogue, so it needs no running platform."""
+    from refinery.events.asyncapi import asyncapi_document, render
+
+    sys.stdout.write(render(asyncapi_document(), args.format))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="refinery", description="Run and manage Refinery.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -147,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     pset.add_argument("--base-url", required=True)
     pset.add_argument("--api-key", required=True)
     pset.set_defaults(fn=_provider_set)
+    asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI document of every topic and event")
+    asyncapi.add_argument("--format", choices=("json", "yaml"), default="json")
+    asyncapi.set_defaults(fn=_asyncapi)
     args = parser.parse_args(argv)
     args.fn(args)
 

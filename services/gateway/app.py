@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -118,10 +119,30 @@ def build_app(deps: Deps) -> FastAPI:
         return OrjsonResponse({"status": "ok" if ok else "unavailable", "services": status},
                               status_code=200 if ok else 503)
 
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> OrjsonResponse:
+        """The AsyncAPI document of the bus (no key, like /openapi.json), with this deployment's topic names.
+
+        Built on first request, off the event loop, and kept: generating it takes a few hundred ms."""
+        if app.state.asyncapi is None:
+            app.state.asyncapi = await asyncio.to_thread(_asyncapi_document, deps.settings)
+        return OrjsonResponse(app.state.asyncapi)
+
+    app.state.asyncapi = None
     app.add_middleware(BodyLimit, max_bytes=deps.settings.max_body_bytes,
                        stream_max_bytes=deps.settings.max_upload_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _asyncapi_document(settings: GatewaySettings) -> dict:
+    from refinery.config import DATASETS_TOPIC, MODELS_TOPIC, PROJECTS_TOPIC, REQUEST_LOGS_TOPIC
+    from refinery.events.asyncapi import asyncapi_document
+
+    return asyncapi_document({
+        REQUEST_LOGS_TOPIC: settings.request_logs_topic, PROJECTS_TOPIC: settings.projects_topic,
+        MODELS_TOPIC: settings.models_topic, DATASETS_TOPIC: settings.datasets_topic,
+    })
 
 
 _ERROR_SCHEMA = {

@@ -58,6 +58,12 @@ class RequestLogRecorded(BaseModel):
     completion_id: str | None = None
 
 
+class ReadBarrier(BaseModel):
+    """The `data` of a read barrier: always empty. The record only marks a position."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class RequestLogMetadataUpdated(BaseModel):
     """Metadata merged into the logs that matched a filter when the update was accepted.
 
