@@ -43,7 +43,7 @@ async def _restore(server: InferenceServer, registry_grpc: str) -> None:
 async def serve(settings: InferenceSettings) -> None:
     from refinery.ml.base_models import resolve_base_model
 
-    from inference.engine import Engine
+    from inference.backends import build_engine
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +56,7 @@ async def serve(settings: InferenceSettings) -> None:
     grpc_service = await start_grpc(settings.grpc_host, settings.grpc_port,
                                     [lambda s: inference_pb2_grpc.add_InferenceServicer_to_server(control, s)])
     base_dir = await asyncio.to_thread(resolve_base_model, settings.base_model, settings.models_dir())
-    engine = await asyncio.to_thread(Engine, base_dir, settings.base_model, settings.max_adapters)
+    engine = await asyncio.to_thread(build_engine, settings, base_dir)
     server = InferenceServer(engine, objects, settings.service_dir("inference") / "adapters", settings.base_model)
     control.server = server
     app = web.Application(client_max_size=64 * 1024 * 1024)
