@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from refinery.bus.follower import assign_all
+from refinery.bus.retention import DATASET_RULES_GROUP, PositionCommitter
 from refinery.events.request_logs import RECORDED
 from refinery.rpc import logs_pb2, logs_pb2_grpc
 from refinery.wire.entries import entry_from_log
@@ -30,6 +32,7 @@ from dataset.store import DatasetStore, NewEntry
 log = logging.getLogger("refinery.dataset")
 
 IMPORT_BATCH = 1000
+OFFSETS_SAVE_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -102,7 +105,8 @@ class RuleConsumer:
         self._store = store
         self._topic = topic
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            # Partitions are assigned, not balanced: the group only holds the commits retention reads.
+            bootstrap_servers=bootstrap, group_id=DATASET_RULES_GROUP, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
         )
@@ -112,6 +116,9 @@ class RuleConsumer:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.imported_total = 0
+        self._offsets_saved_at = 0.0
+        self._saved: dict[int, int] = {}  # offsets committed to our own database
+        self._committer = PositionCommitter(self._consumer, topic)
 
     @property
     def ready(self) -> bool:
@@ -165,6 +172,7 @@ class RuleConsumer:
                         log.exception("applying request logs to import rules failed; retrying")
                         await asyncio.sleep(1.0)
                 self._positions.update(reached)
+            await self._committer.stored(dict(self._saved))
 
     def _apply(self, batches: dict, reached: dict[int, int]) -> None:
         by_dataset: dict[tuple[str, str], list[tuple[NewEntry, str]]] = {}
@@ -197,7 +205,14 @@ class RuleConsumer:
                         (NewEntry(entry, source_log_id=view["id"]), rule["id"]))
         items = list(by_dataset.items())
         if not items:
-            self._store.save_offsets_now(self._topic, reached)
+            # Nothing imported: saving the offsets is only a shortcut for the next start (a
+            # re-read matches nothing new, and entries are unique per source log), so it is
+            # done once a second rather than as one SQL commit per fetched log.
+            now = time.monotonic()
+            if now - self._offsets_saved_at >= OFFSETS_SAVE_INTERVAL_S:
+                self._store.save_offsets_now(self._topic, reached)
+                self._offsets_saved_at = now
+                self._saved.update(reached)
             return
         for i, ((project_id, dataset_id), pairs) in enumerate(items):
             last = i == len(items) - 1
@@ -217,9 +232,12 @@ class RuleConsumer:
                     rule_id=pairs[0][1], also=also,
                 )
                 self.imported_total += result.created
+                if last:
+                    self._saved.update(reached)
             except KeyError:  # the dataset was deleted meanwhile
                 if last:
                     self._store.save_offsets_now(self._topic, reached)
+                    self._saved.update(reached)
 
 
 def grpc_unavailable(exc: grpc.aio.AioRpcError) -> bool:

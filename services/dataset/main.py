@@ -63,7 +63,8 @@ async def serve(settings: DatasetSettings) -> None:
                                lambda offsets: store.save_offsets_now(settings.models_topic, offsets),
                                on_model_events)
     await models_follower.start()
-    rules = RuleConsumer(store, settings.bus_bootstrap, settings.request_logs_topic)
+    rules = RuleConsumer(store, settings.bus_bootstrap, settings.request_logs_topic,
+                         fetch_wait_ms=settings.rules_fetch_wait_ms)
     await rules.start()
     uploads = UploadProcessor(store, objects, settings.upload_batch_lines)
     await uploads.start()

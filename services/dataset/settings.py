@@ -22,6 +22,11 @@ class DatasetSettings(ServiceSettings):
     s3_bucket: str = "refinery-datasets"
     upload_batch_lines: int = Field(default=2000, ge=1)
     relabel_timeout_s: float = 120.0
+    # Standing import rules follow the request-log topic. With the embedded broker every fetch
+    # that finds new records lists the partition's objects, competing with the writes a report's
+    # acknowledgement waits for; a longer wait means fewer such fetches, and a rule still picks
+    # up a new log well within a second.
+    rules_fetch_wait_ms: int = Field(default=250, ge=1, le=5000)
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.service_dir('dataset') / 'dataset.db'}"

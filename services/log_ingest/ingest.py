@@ -1,8 +1,12 @@
 """The consumer that stores request-log events, and the positions readers wait on.
 
-Every fetch is written at once (the broker is the buffer: under load a fetch returns
-thousands of records, idle it returns one). The offsets reached are stored in the log store
-right after the rows, and `stored` then advances so readers bound to those offsets proceed.
+One task fetches, another stores. Fetched records are buffered and written together when
+the oldest has waited `flush_interval_ms`, when `max_batch` are buffered, or at once when a
+reader is waiting on a position (DESIGN: "log-ingest flushes its batch at once when a reader
+is waiting"). Writing every fetch at once cost a ClickHouse insert per log at low rates, and
+that CPU, spent beside the broker on the same cores, was what made each report's ack slow.
+The offsets reached are stored in the log store right after the rows, and `stored` then
+advances so readers bound to those offsets proceed.
 log-ingest owns its store alone (one process per data dir), so it assigns itself every
 partition instead of joining a consumer group: a restart resumes at once from the stored
 offsets, with no group rebalance to wait for. Duplicates (redelivery after a crash, a record
@@ -21,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from refinery.bus.follower import assign_all
 from refinery.bus.producer import Position
+from refinery.bus.retention import LOG_INGEST_GROUP, PositionCommitter
 from refinery.events.request_logs import METADATA_UPDATED, RECORDED, RequestLogMetadataUpdated
 from refinery.stores.logstore import LogStore
 
@@ -42,13 +47,15 @@ class Ingestor:
         *,
         max_batch: int = 20000,
         fetch_wait_ms: int = 20,
+        flush_interval_ms: int = 200,
     ) -> None:
         self._store = store
         self._topic = topic
         self._max_batch = max_batch
+        self._flush_interval_s = flush_interval_ms / 1000
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
-            group_id=None,
+            group_id=LOG_INGEST_GROUP,  # partitions are assigned, not balanced: the group only holds commits
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_wait_ms,
@@ -56,8 +63,17 @@ class Ingestor:
             fetch_max_bytes=64 * 1024 * 1024,
         )
         self._stored: dict[int, int] = {}
+        self._committer = PositionCommitter(self._consumer, topic)
         self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._buffer: dict[TopicPartition, list] = {}
+        self._buffered = 0
+        self._buffered_since = 0.0
+        self._wake = asyncio.Event()  # records buffered or a reader started waiting
+        self._room = asyncio.Event()  # the buffer has room again
+        self._room.set()
+        self._readers = 0
+        self._storing = False
         self._ready = asyncio.Event()
         self.stored_total = 0
         self.skipped_duplicates = 0
@@ -75,15 +91,29 @@ class Ingestor:
         await assign_all(self._consumer, self._topic, offsets)
         self._stored = dict(offsets)
         self._ready.set()
-        self._task = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._fetch_loop()), asyncio.create_task(self._flush_loop())]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop fetching, store what is buffered, then stop storing."""
+        fetch, flush = self._tasks or (None, None)
+        if fetch is not None:
+            fetch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await fetch
+        if flush is not None:
+            self._readers += 1  # a last flush, as if a reader waited
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(), timeout=10)
+            flush.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flush
         with contextlib.suppress(Exception):
             await self._consumer.stop()
+
+    async def _drained(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._buffered and not self._storing)
 
     async def wait_for(self, positions: Iterable[Position], timeout_s: float) -> None:
         """Return once every record below each position is stored; else PositionTimeout."""
@@ -94,16 +124,21 @@ class Ingestor:
 
         if reached():
             return
+        self._readers += 1
+        self._wake.set()
         try:
             async with self._changed:
                 await asyncio.wait_for(self._changed.wait_for(reached), timeout=timeout_s)
         except TimeoutError as exc:
             log.warning("bound read timed out: wanted %s, stored %s", wanted, self._stored)
             raise PositionTimeout("the log store has not caught up with earlier writes") from exc
+        finally:
+            self._readers -= 1
 
-    async def _run(self) -> None:
-        executor_loop = asyncio.get_running_loop()
+    async def _fetch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            await self._room.wait()
             try:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
             except KafkaError as exc:
@@ -112,10 +147,36 @@ class Ingestor:
                 continue
             if not batches:
                 continue
+            if not self._buffered:
+                self._buffered_since = loop.time()
+            for tp, msgs in batches.items():
+                self._buffer.setdefault(tp, []).extend(msgs)
+                self._buffered += len(msgs)
+            if self._buffered >= 2 * self._max_batch:
+                self._room.clear()  # storing is behind: stop fetching until it catches up
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._buffered:
+                continue
+            while not self._readers and self._buffered < self._max_batch:
+                left = self._buffered_since + self._flush_interval_s - loop.time()
+                if left <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=left)
+                self._wake.clear()
+            batches, self._buffer, self._buffered = self._buffer, {}, 0
+            self._storing = True
+            self._room.set()
             reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
             while True:
                 try:
-                    await executor_loop.run_in_executor(None, self._store_batches, batches, reached)
+                    await loop.run_in_executor(None, self._store_batches, batches, reached)
                     break
                 except Exception:  # storage hiccup: retry, never skip
                     log.exception("storing a batch failed; retrying")
@@ -123,7 +184,9 @@ class Ingestor:
             async with self._changed:
                 for partition, offset in reached.items():
                     self._stored[partition] = max(self._stored.get(partition, 0), offset)
+                self._storing = False
                 self._changed.notify_all()
+            await self._committer.stored(self._stored)
 
     def _store_batches(self, batches: dict[TopicPartition, list], reached: dict[int, int]) -> None:
         pending: list[tuple[str, str, list]] = []

@@ -40,6 +40,7 @@ async def serve(settings: LogIngestSettings) -> None:
         settings.request_logs_topic,
         max_batch=settings.max_batch,
         fetch_wait_ms=settings.fetch_wait_ms,
+        flush_interval_ms=settings.flush_interval_ms,
     )
     await ingestor.start()
     servicer = LogStoreServicer(store, ingestor, producer, settings.read_wait_s)

@@ -18,6 +18,9 @@ class LogIngestSettings(ServiceSettings):
     # serves backlogs whatever the wait; the later build in 0.1.2 cut its segment listing short
     # at this deadline and stalled far-behind reads, which is why 0.1.1 is pinned.
     fetch_wait_ms: int = 20
+    # How long fetched logs may wait to be written together. A reader bound to a position
+    # flushes at once, so this bounds only unbound visibility (budget: 1 s p99).
+    flush_interval_ms: int = Field(default=200, ge=0, le=1000)
     read_wait_s: float = Field(default=5.0, description="Longest a bound read waits before 503.")
 
     def dsn(self) -> str:

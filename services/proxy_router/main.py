@@ -45,7 +45,8 @@ async def serve(settings: ProxyRouterSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await ensure_topics(settings.bus_bootstrap, {settings.request_logs_topic: settings.topic_partitions})
     producer = DurableProducer(
-        settings.bus_bootstrap, settings.request_logs_topic, settings.service_dir("proxy-router") / "spool"
+        settings.bus_bootstrap, settings.request_logs_topic, settings.service_dir("proxy-router") / "spool",
+        linger_ms=settings.log_linger_ms,
     )
     await producer.start()
     pending = PendingLogs()
