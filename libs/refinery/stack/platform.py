@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from refinery.config import REQUEST_LOGS_TOPIC
 from refinery.stack.infra import SeaweedFS, Tansu
 from refinery.stack.process import ManagedProcess, free_port, port_open
 
@@ -37,6 +38,7 @@ class Stack:
         self.extra_env = env or {}
         self.seaweed: SeaweedFS | None = None
         self.tansu: Tansu | None = None
+        self.retention: ManagedProcess | None = None
         self.services: dict[str, ManagedProcess] = {}
         self.ports = {
             "log_ingest_grpc": free_port(),
@@ -142,6 +144,17 @@ class Stack:
             **({"REFINERY_TRAINER_GRPC": f"127.0.0.1:{p['trainer_grpc']}",
                 "REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
         })
+        if self.durable:
+            # Tansu's S3 engine has no retention of its own; see refinery.bus.retention.
+            self.retention = self._python("retention", "refinery.bus.retention", {
+                "REFINERY_RETENTION_BOOTSTRAP": self.tansu.bootstrap,
+                "REFINERY_RETENTION_S3_ENDPOINT": s3.endpoint,
+                "REFINERY_RETENTION_S3_ACCESS_KEY": s3.access_key,
+                "REFINERY_RETENTION_S3_SECRET_KEY": s3.secret_key,
+                "REFINERY_RETENTION_S3_REGION": s3.region,
+                "REFINERY_RETENTION_TOPIC": self.extra_env.get("REFINERY_REQUEST_LOGS_TOPIC", REQUEST_LOGS_TOPIC),
+            })
+            self.retention.start()
         for proc in self.services.values():
             proc.start()
         self.services["gateway"].wait_ready(self.healthy, timeout_s)
@@ -194,6 +207,8 @@ class Stack:
         for name in ("gateway", "inference", "trainer", "model-registry", "dataset", "proxy-router", "log-ingest"):
             if name in self.services:
                 self.services[name].stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self.tansu is not None:
             self.tansu.stop()
         if self.seaweed is not None:

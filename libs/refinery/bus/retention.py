@@ -1,0 +1,223 @@
+"""Retention for the embedded broker: delete request-log batches every reader has stored.
+
+Tansu's S3 engine keeps one object per producer batch and, on every fetch that finds new
+records, lists the partition's objects from the first key. So the cost of each fetch, and of
+every write competing with it on the same disk and cores, grows with every batch ever written:
+after a day of low-rate reports a single fetch lists for seconds. Kafka bounds this with
+retention; Tansu's S3 engine implements none (DeleteRecords drops the connection), but it
+serves reads correctly when the oldest objects are gone (a read from a deleted offset starts
+at the first one left, as after Kafka retention).
+
+This job deletes the objects below the offsets that *every* reader of the topic has
+committed under its consumer group, and only objects older than `min_age_s`. Readers commit
+after their own store is durable (log-ingest after the rows and offsets are in ClickHouse; the
+dataset service's standing rules after their SQL commit), so nothing a reader still needs is
+deleted; a reader that never committed, or is down, holds retention back rather than losing
+records. Production runs Apache Kafka with its own retention and does not run this.
+
+Run by the embedded stack as `python -m refinery.bus.retention` (settings from the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from refinery import logging_setup
+
+log = logging.getLogger("refinery.bus.retention")
+
+# Who reads refinery.request-logs and commits the offsets it has durably stored.
+LOG_INGEST_GROUP = "refinery-log-ingest"
+DATASET_RULES_GROUP = "refinery-dataset-rules"
+REQUEST_LOG_READERS = (LOG_INGEST_GROUP, DATASET_RULES_GROUP)
+
+
+class RetentionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFINERY_RETENTION_", extra="ignore")
+
+    bootstrap: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_region: str = "us-east-1"
+    bucket: str = "tansu"
+    cluster_id: str = "tansu_cluster"
+    topic: str = "refinery.request-logs"
+    groups: list[str] = Field(default_factory=lambda: list(REQUEST_LOG_READERS))
+    min_age_s: float = Field(default=60.0, ge=0)
+    interval_s: float = Field(default=15.0, gt=0)
+
+
+@dataclass
+class PassResult:
+    deleted: int = 0
+    kept: int = 0
+    partitions_held_back: int = 0
+
+
+def _base_offset(key: str) -> int | None:
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(".batch"):
+        return None
+    try:
+        return int(name[: -len(".batch")])
+    except ValueError:
+        return None
+
+
+class Retention:
+    def __init__(self, settings: RetentionSettings) -> None:
+        self.settings = settings
+        self._s3 = Minio(settings.s3_endpoint, access_key=settings.s3_access_key,
+                         secret_key=settings.s3_secret_key, secure=False, region=settings.s3_region)
+        self._readers: dict[str, AIOKafkaConsumer] = {}
+
+    def _prefix(self, partition: int) -> str:
+        s = self.settings
+        return f"clusters/{s.cluster_id}/topics/{s.topic}/partitions/{partition:010d}/records/"
+
+    async def start(self) -> None:
+        try:
+            for group in self.settings.groups:
+                consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, group_id=group,
+                                            enable_auto_commit=False)
+                self._readers[group] = consumer
+                await consumer.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        readers, self._readers = self._readers, {}
+        for consumer in readers.values():
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+
+    async def safe_offsets(self) -> dict[int, int]:
+        """Per partition, the lowest offset committed by every reader; partitions where some
+        reader has not committed are left out (nothing there may be deleted)."""
+        any_reader = next(iter(self._readers.values()))
+        await any_reader.topics()
+        partitions = any_reader.partitions_for_topic(self.settings.topic) or set()
+        safe: dict[int, int] = {}
+        for p in sorted(partitions):
+            tp = TopicPartition(self.settings.topic, p)
+            committed = [await c.committed(tp) for c in self._readers.values()]
+            if all(o is not None for o in committed):
+                safe[p] = min(o for o in committed if o is not None)
+        return safe
+
+    def _delete_below(self, partition: int, safe: int, now: float) -> tuple[int, int]:
+        """Delete the partition's batch objects that end at or below `safe` and are old enough.
+
+        An object holds the batch starting at its name's offset and ending where the next
+        object starts, so an object is deletable only when the next one starts at or below
+        `safe`; the newest object is never deleted (Tansu's listing needs the tail)."""
+        objs = []
+        for o in self._s3.list_objects(self.settings.bucket, prefix=self._prefix(partition), recursive=True):
+            base = _base_offset(o.object_name)
+            if base is not None:
+                objs.append((base, o.object_name, o.last_modified.timestamp() if o.last_modified else now))
+        objs.sort()
+        doomed = [
+            name for (_, name, modified), (next_base, _, _) in itertools.pairwise(objs)
+            if next_base <= safe and now - modified >= self.settings.min_age_s
+        ]
+        for i in range(0, len(doomed), 1000):
+            errors = list(self._s3.remove_objects(self.settings.bucket,
+                                                  [DeleteObject(n) for n in doomed[i:i + 1000]]))
+            if errors:
+                raise RuntimeError(f"deleting {len(errors)} objects failed: {errors[0]}")
+        return len(doomed), len(objs) - len(doomed)
+
+    async def run_once(self) -> PassResult:
+        result = PassResult()
+        safe = await self.safe_offsets()
+        any_reader = next(iter(self._readers.values()))
+        partitions = any_reader.partitions_for_topic(self.settings.topic) or set()
+        result.partitions_held_back = len(partitions) - len(safe)
+        now = time.time()
+        for partition, offset in safe.items():
+            deleted, kept = await asyncio.to_thread(self._delete_below, partition, offset, now)
+            result.deleted += deleted
+            result.kept += kept
+        return result
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                r = await self.run_once()
+                if r.deleted:
+                    log.info("retention deleted %d batch objects (%d kept, %d partitions held back)",
+                             r.deleted, r.kept, r.partitions_held_back)
+            except (KafkaError, OSError, RuntimeError) as exc:
+                log.warning("retention pass failed, will retry: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.interval_s)
+            except TimeoutError:
+                pass
+
+
+class PositionCommitter:
+    """Commits a reader's durably stored offsets under its group, at most once per interval,
+    so that retention knows what it may delete. Commits only ever lag the reader's own
+    store, which keeps retention conservative; a failed commit is retried with the next one."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, interval_s: float = 1.0) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._interval_s = interval_s
+        self._last = 0.0
+        self._failing = False
+
+    async def stored(self, offsets: dict[int, int]) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval_s or not offsets:
+            return
+        self._last = now
+        try:
+            await self._consumer.commit({TopicPartition(self._topic, p): o for p, o in offsets.items()})
+        except (KafkaError, OSError, AssertionError) as exc:
+            if not self._failing:
+                log.warning("committing reader positions for retention failed (retention waits): %s", exc)
+            self._failing = True
+            return
+        self._failing = False
+
+
+async def _main() -> None:
+    logging_setup.configure("retention")
+    settings = RetentionSettings()  # type: ignore[call-arg]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    retention = Retention(settings)
+    while not stop.is_set():
+        try:
+            await retention.start()
+            break
+        except (KafkaError, OSError) as exc:
+            log.warning("broker not reachable yet: %s", exc)
+            await asyncio.sleep(1)
+    try:
+        await retention.run(stop)
+    finally:
+        await retention.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
