@@ -15,7 +15,8 @@ from gateway.errors import ApiError
 
 router = APIRouter(prefix="/api/v1")
 
-_FORWARDED = ("content-type", "op-log-request", "op-cache", "op-criteria", "op-tags")
+FORWARDED_HEADERS = ("content-type", "op-log-request", "op-cache", "op-criteria", "op-tags")
+RETURNED_HEADERS = ("x-refinery-overhead-ms", "cache-control")
 
 _BODY_SCHEMA = {
     "required": True,
@@ -60,14 +61,14 @@ async def chat_completions(request: Request, project_id: str = Depends(project_o
     if not content_type.split(";")[0].strip().lower().endswith("json"):
         raise ApiError(400, "BAD_REQUEST", f"Content-Type must be application/json, got {content_type!r}")
     body = await request.body()
-    headers = {k: v for k in _FORWARDED if (v := request.headers.get(k)) is not None}
+    headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
     headers["x-refinery-project-id"] = project_id
     assert forwarder.session is not None
     try:
         upstream = await forwarder.session.post(forwarder.url, data=body, headers=headers)
     except aiohttp.ClientError as exc:
         raise ApiError(503, "SERVICE_UNAVAILABLE", "proxy-router unavailable; retry") from exc
-    out_headers = {k: v for k in ("x-refinery-overhead-ms", "cache-control")
+    out_headers = {k: v for k in RETURNED_HEADERS
                    if (v := upstream.headers.get(k)) is not None}
     media_type = upstream.headers.get("content-type", "application/json")
     if not media_type.startswith("text/event-stream"):

@@ -22,6 +22,7 @@ from refinery.secrets_box import SecretBox
 from refinery.stores.eventstore import OutboxRelay
 
 from gateway.app import Deps, build_app
+from gateway.hot_paths import HotPaths
 from gateway.projects import ProjectRegistry
 from gateway.reads import ReadBinder
 from gateway.settings import GatewaySettings
@@ -149,7 +150,7 @@ async def serve(settings: GatewaySettings) -> None:
     )
     await grpc_service.set_serving(True)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        HotPaths(app, deps), host=settings.host, port=settings.port, log_level="warning", access_log=False,
         loop="uvloop", http="httptools", lifespan="off", timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
