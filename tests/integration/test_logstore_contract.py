@@ -1,5 +1,5 @@
-"""The log-store contract, run against each backend (embedded chdb here; a ClickHouse
-server too where one is configured with REFINERY_TEST_CLICKHOUSE_DSN)."""
+"""The log-store contract, run against each backend: embedded chdb; a ClickHouse server where one
+is configured with REFINERY_TEST_CLICKHOUSE_DSN; the production image with --production-images."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 import pytest
 from refinery.stores.logstore import COLUMNS, FilterError, LogFilter, LogStore, row_to_api, row_to_export
 
-BACKENDS = ["chdb"] + (["server"] if os.environ.get("REFINERY_TEST_CLICKHOUSE_DSN") else [])
+BACKENDS = ["chdb", "container"] + (["server"] if os.environ.get("REFINERY_TEST_CLICKHOUSE_DSN") else [])
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def store(request, tmp_path_factory) -> LogStore:
     if request.param == "chdb":
         s = LogStore(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+    elif request.param == "container":
+        s = LogStore(request.getfixturevalue("clickhouse_container_dsn"), database=f"contract_{os.getpid()}")
     else:
         s = LogStore(os.environ["REFINERY_TEST_CLICKHOUSE_DSN"], database=f"contract_{os.getpid()}")
     yield s

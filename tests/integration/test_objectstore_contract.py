@@ -1,4 +1,5 @@
-"""The object-store contract, run against the embedded S3 server (SeaweedFS)."""
+"""The object-store contract, run against the embedded S3 server (SeaweedFS) and, with
+--production-images, MinIO."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from refinery.stack.infra import SeaweedFS
 from refinery.stores.objectstore import ChunkPipe, ObjectNotFound, ObjectStore
 
 
-@pytest.fixture(scope="module")
-def store(seaweed: SeaweedFS) -> ObjectStore:
-    c = seaweed.credentials
-    s = ObjectStore(c.endpoint, c.access_key, c.secret_key, "contract-" + uuid.uuid4().hex[:8])
+@pytest.fixture(scope="module", params=["seaweedfs", "minio-container"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    if request.param == "seaweedfs":
+        c: SeaweedFS = request.getfixturevalue("seaweed")
+        endpoint, access, secret = c.credentials.endpoint, c.credentials.access_key, c.credentials.secret_key
+    else:
+        m = request.getfixturevalue("minio_container")
+        endpoint, access, secret = m["endpoint"], m["access_key"], m["secret_key"]
+    s = ObjectStore(endpoint, access, secret, "contract-" + uuid.uuid4().hex[:8])
     s.ensure_bucket()
     s.ensure_bucket()  # idempotent
     return s
