@@ -138,6 +138,7 @@ class RuleConsumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._committer.close()
         with contextlib.suppress(Exception):
             await self._consumer.stop()
 
@@ -161,6 +162,16 @@ class RuleConsumer:
                 await asyncio.sleep(0.5)
                 continue
             if not batches:
+                if self._positions != self._saved:  # idle: save what the throttle held back
+                    try:
+                        async with self._lock:
+                            reached = dict(self._positions)
+                            await asyncio.to_thread(self._store.save_offsets_now, self._topic, reached)
+                            self._saved.update(reached)
+                    except Exception:  # a shortcut only (see _apply): try again when next idle
+                        log.exception("saving the rule follower's offsets failed; will retry")
+                        await asyncio.sleep(1.0)
+                    await self._committer.stored(dict(self._saved))
                 continue
             async with self._lock:
                 reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}

@@ -108,6 +108,7 @@ class Ingestor:
             flush.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flush
+        await self._committer.close()
         with contextlib.suppress(Exception):
             await self._consumer.stop()
 

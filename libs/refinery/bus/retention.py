@@ -106,14 +106,23 @@ class Retention:
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
 
-    async def safe_offsets(self) -> dict[int, int]:
+    def _partitions(self) -> list[int]:
+        """The topic's partitions as Tansu stores them (the Kafka metadata of a consumer that is
+        subscribed to nothing is not refreshed, and this process may start before the topic)."""
+        s = self.settings
+        prefix = f"clusters/{s.cluster_id}/topics/{s.topic}/partitions/"
+        found = []
+        for o in self._s3.list_objects(s.bucket, prefix=prefix):
+            name = o.object_name[len(prefix):].strip("/")
+            if name.isdigit():
+                found.append(int(name))
+        return sorted(found)
+
+    async def safe_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Per partition, the lowest offset committed by every reader; partitions where some
         reader has not committed are left out (nothing there may be deleted)."""
-        any_reader = next(iter(self._readers.values()))
-        await any_reader.topics()
-        partitions = any_reader.partitions_for_topic(self.settings.topic) or set()
         safe: dict[int, int] = {}
-        for p in sorted(partitions):
+        for p in partitions:
             tp = TopicPartition(self.settings.topic, p)
             committed = [await c.committed(tp) for c in self._readers.values()]
             if all(o is not None for o in committed):
@@ -145,9 +154,8 @@ class Retention:
 
     async def run_once(self) -> PassResult:
         result = PassResult()
-        safe = await self.safe_offsets()
-        any_reader = next(iter(self._readers.values()))
-        partitions = any_reader.partitions_for_topic(self.settings.topic) or set()
+        partitions = await asyncio.to_thread(self._partitions)
+        safe = await self.safe_offsets(partitions)
         result.partitions_held_back = len(partitions) - len(safe)
         now = time.time()
         for partition, offset in safe.items():
@@ -172,22 +180,40 @@ class Retention:
 
 
 class PositionCommitter:
-    """Commits a reader's durably stored offsets under its group, at most once per interval,
-    so that retention knows what it may delete. Commits only ever lag the reader's own
-    store, which keeps retention conservative; a failed commit is retried with the next one."""
+    """Commits a reader's durably stored offsets under its group, at most once per interval
+    (the last offsets of a burst are committed when the interval has passed), so retention
+    knows what it may delete. Commits only ever lag the reader's own store, which keeps
+    retention conservative; a failed commit is logged and retried with the next one."""
 
     def __init__(self, consumer: AIOKafkaConsumer, topic: str, interval_s: float = 1.0) -> None:
         self._consumer = consumer
         self._topic = topic
         self._interval_s = interval_s
-        self._last = 0.0
+        self._last = float("-inf")
+        self._pending: dict[int, int] | None = None
+        self._later: asyncio.Task[None] | None = None
         self._failing = False
 
     async def stored(self, offsets: dict[int, int]) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval_s or not offsets:
+        if not offsets:
             return
-        self._last = now
+        self._pending = dict(offsets)
+        wait = self._last + self._interval_s - time.monotonic()
+        if wait <= 0:
+            await self._commit()
+        elif self._later is None:
+            self._later = asyncio.create_task(self._commit_after(wait))
+
+    async def _commit_after(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._later = None
+        await self._commit()
+
+    async def _commit(self) -> None:
+        offsets, self._pending = self._pending, None
+        if not offsets:
+            return
+        self._last = time.monotonic()
         try:
             await self._consumer.commit({TopicPartition(self._topic, p): o for p, o in offsets.items()})
         except (KafkaError, OSError, AssertionError) as exc:
@@ -196,6 +222,13 @@ class PositionCommitter:
             self._failing = True
             return
         self._failing = False
+
+    async def close(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._later
+            self._later = None
 
 
 async def _main() -> None:
