@@ -25,8 +25,11 @@ from typing import Any
 
 from refinery.ml.base_models import configure_torch, load_tokenizer
 from refinery.ml.chat_format import parse_completion, render_prompt
+from refinery.ml.json_prefix import JsonPrefix
 
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|im_start|>")
+# Constrained decoding tries the most likely tokens first; past this many it ranks the whole vocabulary.
+_CANDIDATES = 64
 
 
 @dataclass
@@ -37,6 +40,11 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     n: int = 1
     seed: int | None = None
+    # From :class:`refinery.ml.chat_format.AnswerShape`: the answer from this offset (prefill included) is decoded
+    # as one JSON object, and ``suffix`` is appended once it is complete; ``tool_calls`` False keeps calls as text.
+    json_from: int | None = None
+    suffix: str = ""
+    tool_calls: bool = True
 
 
 @dataclass
@@ -59,6 +67,32 @@ class StreamPiece:
 
 class UnknownAdapter(KeyError):
     """No adapter of that name is loaded."""
+
+
+class _JsonGuard:
+    """One choice's JSON constraint: ``state`` has consumed the object's text so far (the prefill's share, then the
+    generated text up to ``fed`` characters). A trailing U+FFFD, a character whose UTF-8 bytes are still arriving,
+    is checked once complete, and is allowed only inside a string (nothing else in JSON can be non-ASCII)."""
+
+    def __init__(self, state: JsonPrefix) -> None:
+        self.state = state
+        self.fed = 0
+
+    def admit(self, text: str) -> JsonPrefix | None:
+        """The state after the generated text becomes ``text``, or None if that breaks the JSON."""
+        stable = text.rstrip("\ufffd")
+        if len(stable) < self.fed:
+            return None
+        state = self.state.copy()
+        if not state.feed(stable[self.fed:]):
+            return None
+        if len(stable) < len(text) and (state.done or not state.in_string):
+            return None
+        return state
+
+    def commit(self, state: JsonPrefix, text: str) -> None:
+        self.state = state
+        self.fed = len(text.rstrip("\ufffd"))
 
 
 def _check_adapter_dir(adapter_dir: Path, base_id: str) -> None:
@@ -195,43 +229,110 @@ class Engine:
         return out.logits[0, -1], out.past_key_values
 
     @staticmethod
-    def _pick(logits: Any, params: GenerationParams, generator: Any) -> int:
+    def _probs(logits: Any, params: GenerationParams) -> Any:
+        """The sampling distribution: softmax at ``temperature``, cut to the ``top_p`` nucleus. Caller is in
+        inference mode."""
+        import torch
+
+        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+        if 0 < params.top_p < 1:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            drop = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > params.top_p
+            sorted_probs[drop] = 0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return probs
+
+    @classmethod
+    def _pick(cls, logits: Any, params: GenerationParams, generator: Any) -> int:
         import torch
 
         with torch.inference_mode():
             if params.temperature <= 0:
                 return int(torch.argmax(logits))
-            probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-            if 0 < params.top_p < 1:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                drop = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > params.top_p
-                sorted_probs[drop] = 0
-                probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-            return int(torch.multinomial(probs, 1, generator=generator))
+            return int(torch.multinomial(cls._probs(logits, params), 1, generator=generator))
+
+    def _pick_json(
+        self, logits: Any, params: GenerationParams, generator: Any, generated: list[int], guard: _JsonGuard,
+    ) -> tuple[int, str, JsonPrefix] | None:
+        """The token to generate when the answer must stay a JSON object: the sampled (or, at temperature 0, the most
+        likely) token if it keeps the text valid, else the next most likely that does. Returns the token, the text
+        with it and the guard's state after it; None only if no token of the vocabulary continues the JSON."""
+        import torch
+
+        tried: set[int] = set()
+
+        def admitted(token: int) -> tuple[int, str, JsonPrefix] | None:
+            tried.add(token)
+            if token in self._stop_ids:  # the end of the turn, while the object is still open
+                return None
+            text = self.tokenizer.decode([*generated, token], skip_special_tokens=False,
+                                         clean_up_tokenization_spaces=False)
+            state = guard.admit(text)
+            return None if state is None else (token, text, state)
+
+        with torch.inference_mode():
+            if params.temperature > 0:
+                probs = self._probs(logits, params)
+                for _ in range(_CANDIDATES):
+                    if float(probs.sum()) <= 0:
+                        break
+                    token = int(torch.multinomial(probs, 1, generator=generator))
+                    if (found := admitted(token)) is not None:
+                        return found
+                    probs[token] = 0
+            top = torch.topk(logits, min(_CANDIDATES, logits.shape[-1])).indices.tolist()
+            for token in top:
+                if token not in tried and (found := admitted(token)) is not None:
+                    return found
+            for token in torch.argsort(logits, descending=True).tolist():
+                if token not in tried and (found := admitted(token)) is not None:
+                    return found
+        return None
 
     def _decode_choice(
         self, index: int, logits: Any, cache: Any, prompt_len: int, prefill: str, params: GenerationParams,
-        generator: Any,
+        generator: Any, json_state: JsonPrefix | None = None,
     ) -> Iterator[StreamPiece]:
         """One choice, token by token. Yields the prefill first, then deltas that are safe to show (no partial stop
-        string, no half UTF-8 character), then a final piece with the finish reason."""
+        string, no half UTF-8 character), then a final piece with the finish reason.
+
+        With ``json_state`` (the state after the prefill's share of the object) every token keeps the answer a valid
+        beginning of a JSON object, and the choice ends once the object is complete, with ``params.suffix``."""
         if prefill:
             yield StreamPiece(index, prefill)
         stops = [s for s in params.stop if s]
         budget = max(0, min(params.max_tokens, self.max_context - prompt_len))
+        guard = _JsonGuard(json_state.copy()) if json_state is not None else None
         generated: list[int] = []
         text, emitted, finish, sampled = "", 0, "length", 0
+        if guard is not None and guard.state.done:  # the prefill already holds the whole object
+            budget, finish = 0, "stop"
         while sampled < budget:
-            token = self._pick(logits, params, generator)
+            if guard is None:
+                token = self._pick(logits, params, generator)
+                candidate = None
+            else:
+                candidate = self._pick_json(logits, params, generator, generated, guard)
+                if candidate is None:  # no token continues the JSON (no byte-level vocabulary gets here)
+                    finish = "stop"
+                    break
+                token = candidate[0]
             sampled += 1
             if token in self._stop_ids:
                 finish = "stop"
                 break
             generated.append(token)
-            text = self.tokenizer.decode(generated, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            if candidate is not None and guard is not None:
+                text = candidate[1]
+                guard.commit(candidate[2], text)
+            else:
+                text = self.tokenizer.decode(generated, skip_special_tokens=False, clean_up_tokenization_spaces=False)
             cut = _first_stop(text, stops, max(0, emitted - max((len(s) for s in stops), default=0)))
             if cut is not None:
                 text, finish = text[:cut], "stop"
+                break
+            if guard is not None and guard.state.done:
+                finish = "stop"
                 break
             safe = len(text) - _held_back(text, stops)
             if safe > emitted:
@@ -240,10 +341,12 @@ class Engine:
             if sampled < budget:
                 logits, cache = self._forward([token], cache)
         text = text.rstrip("\ufffd")  # a character cut off mid-way by the end of generation
+        if guard is not None and guard.state.done:
+            text += params.suffix
         if len(text) > emitted:
             yield StreamPiece(index, text[emitted:])
         full = prefill + text
-        if finish != "length" and parse_completion(full).get("tool_calls"):
+        if finish != "length" and params.tool_calls and parse_completion(full).get("tool_calls"):
             finish = "tool_calls"
         yield StreamPiece(index, "", finish_reason=finish, completion_tokens=sampled, text=full)
 
@@ -259,10 +362,16 @@ class Engine:
         prompt_ids = self._encode(prompt)
         if len(prompt_ids) >= self.max_context:
             raise ValueError(f"the prompt is {len(prompt_ids)} tokens; the model's context is {self.max_context}")
-        return self._stream(adapter, prompt_ids, prefill, params)
+        json_state = None
+        if params.json_from is not None:
+            json_state = JsonPrefix()
+            if not json_state.feed(prefill[params.json_from:]):
+                raise ValueError("the prefill does not begin a JSON object, but the answer must be one")
+        return self._stream(adapter, prompt_ids, prefill, params, json_state)
 
     def _stream(
-        self, adapter: str | None, prompt_ids: list[int], prefill: str, params: GenerationParams
+        self, adapter: str | None, prompt_ids: list[int], prefill: str, params: GenerationParams,
+        json_state: JsonPrefix | None = None,
     ) -> Iterator[StreamPiece]:
         import torch
 
@@ -273,7 +382,7 @@ class Engine:
                 last = index == params.n - 1
                 choice_cache = cache if last else copy.deepcopy(cache)
                 yield from self._decode_choice(
-                    index, logits, choice_cache, len(prompt_ids), prefill, params, generator,
+                    index, logits, choice_cache, len(prompt_ids), prefill, params, generator, json_state,
                 )
 
     def stream(
@@ -298,7 +407,7 @@ class Engine:
             completion_tokens += piece.completion_tokens
             choices.append({
                 "index": piece.index,
-                "message": parse_completion(piece.text),
+                "message": parse_completion(piece.text, params.tool_calls),
                 "finish_reason": piece.finish_reason,
             })
         return Completion(choices=choices, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import orjson
 from aiohttp import web
+from refinery.ml.chat_format import AnswerShape, shape_answer
 from refinery.rpc import inference_pb2, inference_pb2_grpc
 from refinery.stores.objectstore import ObjectStore
 from refinery.wire.entries import apply_pruning_rules
@@ -39,6 +40,15 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict], list[dict] | None]:
     if not tools and body.get("functions"):
         tools = [{"type": "function", "function": f} for f in body["functions"]]
     return messages, tools or None
+
+
+def _shape(body: dict[str, Any], messages: list[dict], tools: list[dict] | None) -> AnswerShape:
+    """The request's `tool_choice` (or legacy `function_call`) and `response_format` as an AnswerShape; ValueError
+    names the bad field."""
+    choice, field = body.get("tool_choice"), "tool_choice"
+    if choice is None and body.get("function_call") is not None:
+        choice, field = body["function_call"], "function_call"
+    return shape_answer(messages, tools, choice, body.get("response_format"), field)
 
 
 def _legacy_function_call(message: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +98,8 @@ class InferenceServer:
             return _error(400, "invalid_request_error", f"body is not valid JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return _error(400, "invalid_request_error", "`messages` must be a non-empty array")
+        if not all(isinstance(m, dict) for m in body["messages"]):
+            return _error(400, "invalid_request_error", "`messages` must be an array of objects")
         adapter = request.headers.get("x-refinery-adapter") or None
         if adapter is not None and adapter not in self.engine.adapters():
             return _error(404, "model_not_found", f"The model `{body.get('model')}` is not loaded here")
@@ -115,6 +127,12 @@ class InferenceServer:
             keep_last = messages[-1:] if messages[-1].get("role") == "assistant" else []
             head = messages[:-1] if keep_last else messages
             messages = apply_pruning_rules(head, rules) + keep_last
+        try:
+            shape = _shape(body, messages, tools)
+        except ValueError as exc:
+            return _error(400, "invalid_request_error", str(exc))
+        messages, tools = shape.messages, shape.tools
+        params.json_from, params.suffix, params.tool_calls = shape.json_from, shape.suffix, shape.tool_calls
         legacy = bool(body.get("functions")) and not body.get("tools")
         model = body.get("model") or "openpipe"
         created = int(time.time())
@@ -167,6 +185,10 @@ class InferenceServer:
                 chunk["usage"] = usage
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
+        # With tools, a choice is known only once complete (its text may be a call): it is sent as one delta then,
+        # role, content and calls together, since clients that merge chunks (the openpipe SDK's merge_openai_chunks)
+        # need a legacy function_call, and every tool call, in the first chunk of the choice.
+        buffered = bool(tools) and params.tool_calls
         started: set[int] = set()
         completion_tokens = 0
         first = await queue.get()
@@ -180,29 +202,26 @@ class InferenceServer:
                 await response.write(b"data: " + orjson.dumps({"error": {"message": str(item)}}) + b"\n\n")
                 break
             idx = item.index
-            if idx not in started:
+            if idx not in started and not buffered:
                 started.add(idx)
                 await response.write(frame([{"index": idx, "delta": {"role": "assistant", "content": ""},
                                              "finish_reason": None, "logprobs": None}]))
             if item.finish_reason is None:
-                if item.delta and not tools:
+                if item.delta and not buffered:
                     await response.write(frame([{"index": idx, "delta": {"content": item.delta},
                                                  "finish_reason": None, "logprobs": None}]))
             else:
                 completion_tokens += item.completion_tokens
-                if tools:  # tool calls are known once the choice is complete: send the parsed message
+                if buffered:
                     msg = parse_completion(item.text)
-                    delta: dict[str, Any] = {}
-                    if msg.get("content"):
-                        delta["content"] = msg["content"]
+                    delta: dict[str, Any] = {"role": "assistant", "content": msg.get("content")}
                     if msg.get("tool_calls"):
                         if legacy:
                             delta["function_call"] = msg["tool_calls"][0]["function"]
                         else:
                             delta["tool_calls"] = [{"index": i, **tc} for i, tc in enumerate(msg["tool_calls"])]
-                    if delta:
-                        await response.write(frame([{"index": idx, "delta": delta, "finish_reason": None,
-                                                     "logprobs": None}]))
+                    await response.write(frame([{"index": idx, "delta": delta, "finish_reason": None,
+                                                 "logprobs": None}]))
                 finish = item.finish_reason
                 if legacy and finish == "tool_calls":
                     finish = "function_call"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -133,3 +134,54 @@ def trained(op: OpenPipe, api: httpx.Client) -> dict[str, Any]:
     return {"slug": slug, "dataset": ds, "statuses": seen}
 
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sdk_models_first(request: pytest.FixtureRequest) -> None:
+    """When a selected test needs the SDK suite's models, submit their trainings at the start of the session: the
+    trainer takes jobs one at a time and is idle until test_models, so they train while the first files run."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return
+    if any("sdk_models" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        with contextlib.suppress(Exception):  # a failure is raised again where the models are needed
+            request.getfixturevalue("sdk_models_submitted")
+
+
+@pytest.fixture(scope="session")
+def sdk_models_submitted(op: OpenPipe) -> dict[str, str]:
+    """The models the official SDK's suite calls (tests/e2e/sdk_models.py): a dataset each, then `create_model`,
+    through the SDK as a user would. Returns slug → dataset id; does not wait."""
+    import importlib.util
+
+    from tests.e2e.sdk_models import SDK_MODELS
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("the ML extra is not installed (make install-ml)")
+    datasets = {}
+    for slug, (entries, hyperparameters) in SDK_MODELS.items():
+        ds = op.create_dataset(name=f"sdk-{slug}").id
+        created = op.create_dataset_entries(ds, entries=entries)
+        assert created.entries_created == len(entries) and not created.errors.data, created.errors.data
+        model = op.create_model(dataset_id=ds, slug=slug, default_temperature=0, training_config={
+            "provider": "openpipe", "baseModel": BASE, "sft_hyperparameters": hyperparameters})
+        assert model.id == slug, model
+        datasets[slug] = ds
+    return datasets
+
+
+@pytest.fixture(scope="session")
+def sdk_models(sdk_models_submitted: dict[str, str], op: OpenPipe) -> dict[str, Any]:
+    """The SDK suite's models, DEPLOYED (each trained on its own small dataset)."""
+    started = time.monotonic()
+
+    def deployed() -> Any:
+        models = {slug: op.get_model(model_slug=slug) for slug in sdk_models_submitted}
+        failed = {s: m.openpipe.error_message for s, m in models.items() if m.openpipe.status == "ERROR"}
+        assert not failed, failed
+        return models if all(m.openpipe.status == "DEPLOYED" for m in models.values()) else None
+
+    models = wait_for(deployed, 900, 1.0)
+    print(f"\nSDK suite models deployed ({time.monotonic() - started:.0f} s waited here)")
+    return models

@@ -11,12 +11,14 @@ import sys
 import pytest
 from refinery.ml.chat_format import (
     CHAT_TEMPLATE,
+    TOOL_CALL_OPEN,
     parse_completion,
     prepare_messages,
     prepare_tools,
     render,
     render_prompt,
     render_with_spans,
+    shape_answer,
 )
 
 
@@ -209,3 +211,103 @@ def test_round_trip_render_then_parse() -> None:
     parsed = parse_completion(text[start:end])
     assert parsed["content"] is None
     assert parsed["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+
+
+# --------------------------------------------------------------------------------------------- answer shape
+
+ASK = [{"role": "user", "content": "Weather in Oslo?"}]
+FORCE_WEATHER = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_forced_tool_choice_prefills_the_call_and_closes_it() -> None:
+    shape = shape_answer(ASK, [WEATHER], FORCE_WEATHER)
+    *head, prefill = shape.messages
+    assert head == ASK and prefill["role"] == "assistant" and prefill["name"] == "prefill"
+    assert prefill["content"] == '<tool_call>\n{"name": "get_weather", "arguments":'
+    assert shape.json_from == len(prefill["content"]) and shape.tool_calls
+    assert shape.tools == [WEATHER]
+    # What the model writes after the prefill is only the arguments; the shape closes the call.
+    parsed = parse_completion(prefill["content"] + ' {"city": "Oslo"}' + shape.suffix)
+    assert parsed["content"] is None
+    [call] = parsed["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
+
+
+@needs_jinja
+def test_forced_prefill_is_the_trained_text_of_a_call() -> None:
+    """The prompt with the forced prefill is exactly the start of the text a model was trained on for that call, so
+    the model continues its own syntax."""
+    shape = shape_answer(ASK, [WEATHER], FORCE_WEATHER)
+    prompt, prefill = render_prompt(shape.messages, shape.tools)
+    assert prefill == shape.messages[-1]["content"]
+    trained = render([*ASK, {"role": "assistant", "content": None,
+                             "tool_calls": [_call("get_weather", '{"city": "Oslo"}')]}], [WEATHER])
+    assert trained.startswith(prompt)
+    assert trained[len(prompt):].startswith(' {"city": "Oslo"}' + shape.suffix)
+
+
+def test_legacy_function_call_forces_like_tool_choice() -> None:
+    shape = shape_answer(ASK, [TIME, WEATHER["function"]], {"name": "get_time"}, field="function_call")
+    assert shape.messages[-1]["content"] == '<tool_call>\n{"name": "get_time", "arguments":'
+    assert [t["function"]["name"] for t in shape.tools or []] == ["get_time", "get_weather"]
+    for auto in (None, "auto"):
+        assert shape_answer(ASK, [TIME], auto, field="function_call").messages == ASK
+
+
+def test_required_opens_a_call_the_model_names() -> None:
+    one = shape_answer(ASK, [WEATHER], "required")
+    assert one.messages[-1]["content"].endswith('"name": "get_weather", "arguments":')  # one tool: that one
+    two = shape_answer(ASK, [WEATHER, TIME], "required")
+    prefill = two.messages[-1]["content"]
+    assert prefill == TOOL_CALL_OPEN + '{"name": "'
+    assert two.json_from == len(TOOL_CALL_OPEN)  # the whole call object is the JSON
+    parsed = parse_completion(prefill + 'get_time", "arguments": {}}' + two.suffix)
+    assert parsed["tool_calls"][0]["function"] == {"name": "get_time", "arguments": "{}"}
+
+
+def test_tool_choice_none_drops_tools_and_keeps_calls_as_text() -> None:
+    shape = shape_answer(ASK, [WEATHER], "none")
+    assert shape.tools is None and not shape.tool_calls and shape.messages == ASK
+    text = '<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>'
+    assert parse_completion(text, tool_calls=False) == {"role": "assistant", "content": text}
+
+
+def test_json_object_constrains_the_whole_answer() -> None:
+    shape = shape_answer(ASK, None, None, {"type": "json_object"})
+    assert shape.json_from == 0 and shape.suffix == "" and shape.messages == ASK
+    non_strict = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    assert shape_answer(ASK, None, None, non_strict).json_from == 0
+    prefilled = [*ASK, {"role": "assistant", "name": "prefill", "content": '{"city": '}]
+    assert shape_answer(prefilled, None, None, {"type": "json_object"}).json_from == 0
+    assert shape_answer(ASK, None, None, {"type": "text"}).json_from is None
+
+
+@pytest.mark.parametrize(("tools", "choice", "response_format", "field", "words"), [
+    ([WEATHER], {"type": "function", "function": {"name": "nope"}}, None, "tool_choice", "`nope`"),
+    (None, FORCE_WEATHER, None, "tool_choice", "no tools"),
+    (None, "required", None, "tool_choice", "no tools"),
+    ([WEATHER], "sometimes", None, "tool_choice", "`tool_choice` must be"),
+    ([WEATHER], {"type": "tool", "function": {"name": "get_weather"}}, None, "tool_choice", "tool_choice.type"),
+    ([WEATHER], {"type": "function", "function": {}}, None, "tool_choice", "tool_choice.function.name"),
+    ([WEATHER], ["get_weather"], None, "tool_choice", "`tool_choice` must be"),
+    ([TIME], "required", None, "function_call", "`function_call` must be"),
+    ([TIME], {"name": 3}, None, "function_call", "function_call.name"),
+    ("get_weather", None, None, "tool_choice", "`tools` must be an array"),
+    (None, None, {"type": "yaml"}, "tool_choice", "response_format.type"),
+    (None, None, "json_object", "tool_choice", "response_format.type"),
+    (None, None, {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {}}}, "tool_choice",
+     "strict"),
+])
+def test_bad_choices_and_formats_name_the_field(tools, choice, response_format, field, words) -> None:
+    with pytest.raises(ValueError) as err:
+        shape_answer(ASK, tools, choice, response_format, field=field)
+    assert words in str(err.value)
+
+
+def test_prefill_conflicts_are_refused() -> None:
+    prefilled = [*ASK, {"role": "assistant", "name": "prefill", "content": "Sure"}]
+    with pytest.raises(ValueError, match="prefill"):
+        shape_answer(prefilled, [WEATHER], FORCE_WEATHER)
+    with pytest.raises(ValueError, match="does not begin a JSON object"):
+        shape_answer(prefilled, None, None, {"type": "json_object"})

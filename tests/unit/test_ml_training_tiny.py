@@ -260,3 +260,161 @@ def test_resolve_base_model(base: Path, monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert base_models.canonical_id("SmolLM2-135M-Instruct") == base_models.DEFAULT_BASE
     if base_models._bundled_gguf(base_models.DEFAULT_BASE) is not None:
         assert base_models.DEFAULT_BASE in base_models.known_base_models()
+
+
+# ----------------------------------------------------------------------------------------- constrained decoding
+
+
+def _scripted(engine: Engine, monkeypatch: pytest.MonkeyPatch, steps: list[list[str]]) -> None:
+    """Replace the model: at decoding step i it prefers the texts of ``steps[i]`` in that order (the last list
+    repeats), every other token far behind. Texts are single tokens of the byte-level tokenizer, or its specials."""
+    import torch
+
+    vocab = len(engine.tokenizer)
+
+    def ids(texts: list[str]) -> list[int]:
+        out: list[int] = []
+        for text in texts:
+            if text in engine.tokenizer.get_vocab():  # special tokens
+                out.append(engine.tokenizer.convert_tokens_to_ids(text))
+            else:
+                out.extend(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return out
+
+    calls = [0]
+
+    def forward(token_ids: list[int], cache: object) -> tuple[object, object]:
+        step = min(calls[0], len(steps) - 1)
+        calls[0] += 1
+        logits = torch.full((vocab,), -50.0)
+        for rank, token in enumerate(ids(steps[step])):
+            logits[token] = 50.0 - rank
+        return logits, cache
+
+    monkeypatch.setattr(engine, "_forward", forward)
+
+
+def test_json_constraint_overrides_what_the_model_prefers(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    prefers = [["<|im_end|>", "x", "}", "{"]]
+    messages = [{"role": "user", "content": "Answer in JSON."}]
+    _scripted(engine, monkeypatch, prefers)
+    free = engine.generate(None, messages, None, GenerationParams(max_tokens=8, temperature=0))
+    assert free.choices[0]["message"]["content"] == "" and free.choices[0]["finish_reason"] == "stop"
+
+    _scripted(engine, monkeypatch, prefers)
+    constrained = engine.generate(None, messages, None, GenerationParams(max_tokens=8, temperature=0, json_from=0))
+    # The end of turn, "x" and "}" cannot start an object; "{" can, then "}" closes it and the answer ends.
+    assert constrained.choices[0]["message"]["content"] == "{}"
+    assert constrained.choices[0]["finish_reason"] == "stop" and constrained.completion_tokens == 2
+
+
+def test_json_constraint_waits_for_multibyte_characters_inside_strings_only(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    e_acute = engine.tokenizer("é", add_special_tokens=False)["input_ids"]
+    assert len(e_acute) == 2  # two UTF-8 bytes, two tokens
+    first, second = (engine.tokenizer.decode([i]) for i in e_acute)
+    assert first == second == "\ufffd"  # each byte alone is an incomplete character
+    lead, trail = (engine.tokenizer.convert_ids_to_tokens(i) for i in e_acute)
+    _scripted(engine, monkeypatch, [
+        [lead, "{"],  # a half character cannot start the object
+        [lead, '"'],  # nor stand where a key must begin
+        [lead], [trail],  # inside the key it can, and the next byte completes it
+        ['"'], [":"], ["1"], ["}"],
+    ])
+    params = GenerationParams(max_tokens=20, temperature=0, json_from=0)
+    pieces = list(engine.stream(None, [{"role": "user", "content": "JSON"}], None, params))
+    text = "".join(delta for _, delta in pieces)
+    assert text == '{"é":1}' and json.loads(text) == {"é": 1}
+    assert all("\ufffd" not in delta for _, delta in pieces)
+
+
+def test_forced_tool_call_writes_only_the_arguments(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from refinery.ml.chat_format import shape_answer
+
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+    shape = shape_answer([{"role": "user", "content": "Weather in Oslo?"}], [WEATHER_TOOL], choice)
+    _scripted(engine, monkeypatch, [["<|im_end|>", "x", "}", "{"]])
+    params = GenerationParams(max_tokens=8, temperature=0, json_from=shape.json_from, suffix=shape.suffix)
+    result = engine.generate(None, shape.messages, shape.tools, params)
+    [answer] = result.choices
+    assert answer["finish_reason"] == "tool_calls"
+    assert answer["message"]["content"] is None
+    [call] = answer["message"]["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": "{}"}
+
+
+def test_random_model_answers_are_json_objects_or_cut_by_length(engine: Engine) -> None:
+    """An untrained model, sampled: every answer is a complete JSON object, or a valid start of one cut by
+    max_tokens; never anything else."""
+    from refinery.ml.json_prefix import is_json_object_prefix
+
+    messages = [{"role": "user", "content": "Give me JSON."}]
+    finishes = []
+    for seed in range(3):
+        params = GenerationParams(max_tokens=24, temperature=1.0, n=2, seed=seed, json_from=0)
+        for choice in engine.generate(None, messages, None, params).choices:
+            content = choice["message"]["content"]
+            finishes.append(choice["finish_reason"])
+            if choice["finish_reason"] == "stop":
+                assert isinstance(json.loads(content), dict), content
+            else:
+                assert choice["finish_reason"] == "length" and is_json_object_prefix(content), content
+    assert len(finishes) == 6
+    with pytest.raises(ValueError, match="does not begin a JSON object"):
+        engine.generate(None, [*messages, {"role": "assistant", "name": "prefill", "content": "no"}], None,
+                        GenerationParams(max_tokens=2, json_from=0))
+
+
+async def test_serving_forces_legacy_calls_and_streams_each_choice_whole(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """Through the HTTP handler: `function_call` forces the legacy call; a stream sends role and call in one first
+    chunk (what the openpipe SDK's merge needs); JSON mode; bad choices are 400 naming the field."""
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from inference.serving import InferenceServer
+    from openai.types.chat import ChatCompletionChunk
+    from openpipe.merge_openai_chunks import merge_openai_chunks
+
+    server = InferenceServer(engine, objects=None, adapters_dir=tmp_path, base_id=BASE_ID)  # type: ignore[arg-type]
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.chat)
+    _scripted(engine, monkeypatch, [["<|im_end|>", "x", "}", "{"]])
+    body = {"model": "openpipe:x", "messages": [{"role": "user", "content": "Weather in Oslo?"}], "max_tokens": 8,
+            "functions": [WEATHER_TOOL["function"]], "function_call": {"name": "get_weather"}}
+    async with TestServer(app) as ts, aiohttp.ClientSession() as http:
+        url = ts.make_url("/v1/chat/completions")
+        async with http.post(url, json=body) as resp:
+            assert resp.status == 200
+            [choice] = (await resp.json())["choices"]
+        assert choice["finish_reason"] == "function_call"
+        assert choice["message"]["function_call"] == {"name": "get_weather", "arguments": "{}"}
+        assert "tool_calls" not in choice["message"]
+
+        async with http.post(url, json={**body, "stream": True, "n": 2}) as resp:
+            raw = (await resp.read()).decode()
+        chunks = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: {")]
+        assert raw.rstrip().endswith("data: [DONE]")
+        for index in (0, 1):
+            mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == index]
+            assert mine[0]["delta"]["role"] == "assistant"
+            assert mine[0]["delta"]["function_call"] == {"name": "get_weather", "arguments": "{}"}
+            assert mine[-1]["finish_reason"] == "function_call"
+        merged = None
+        for chunk in chunks:
+            merged = merge_openai_chunks(merged, ChatCompletionChunk.model_validate(chunk))
+        assert merged is not None and [c.message.function_call.name for c in merged.choices] == ["get_weather"] * 2
+
+        json_mode = {"model": "openpipe:x", "messages": body["messages"], "max_tokens": 8,
+                     "response_format": {"type": "json_object"}}
+        async with http.post(url, json=json_mode) as resp:
+            assert (await resp.json())["choices"][0]["message"]["content"] == "{}"
+
+        for extra, words in (({"function_call": {"name": "nope"}}, "`nope`"),
+                             ({"function_call": "required"}, "`function_call` must be"),
+                             ({"tool_choice": "required", "functions": None}, "no tools")):
+            async with http.post(url, json={**body, **extra}) as resp:
+                assert resp.status == 400
+                assert words in (await resp.json())["message"]

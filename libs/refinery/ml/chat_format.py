@@ -15,12 +15,17 @@ import json
 import re
 import threading
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+from refinery.ml.json_prefix import JsonPrefix
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 GENERATION_PROMPT = f"{IM_START}assistant\n"
+TOOL_CALL_OPEN = "<tool_call>\n"
+TOOL_CALL_CLOSE = "\n</tool_call>"
 
 CHAT_TEMPLATE = (
     "{%- macro assistant_body(message) -%}"
@@ -257,6 +262,99 @@ def render_prompt(messages: list[dict], tools: list[dict] | None = None) -> tupl
     return render(messages, tools, add_generation_prompt=True) + prefill, prefill
 
 
+# --------------------------------------------------------------------------------------------- answer shape
+
+
+@dataclass(frozen=True)
+class AnswerShape:
+    """What a request's ``tool_choice`` (or legacy ``function_call``) and ``response_format`` ask of the answer,
+    in terms a decoder can act on.
+
+    ``messages`` may end with a prefill message (:func:`is_prefill`) that opens a forced tool call in this template's
+    syntax; ``tools`` are the tools to render (None for ``tool_choice: "none"``). When ``json_from`` is set, the answer
+    from that character offset on (prefill included) must be one JSON object, generation ends as soon as it is
+    complete, and ``suffix`` is appended then (it closes a forced tool call). ``tool_calls`` False means the answer is
+    text even where it looks like a call."""
+
+    messages: list[dict]
+    tools: list[dict] | None
+    json_from: int | None = None
+    suffix: str = ""
+    tool_calls: bool = True
+
+
+def _forced_name(choice: Any, field: str) -> str | None:
+    """The function a tool choice forces (None for the string choices), or ValueError."""
+    if not isinstance(choice, dict):
+        raise ValueError(f"`{field}` must be \"none\", \"auto\", \"required\" or an object naming a function")
+    fn = choice.get("function") if field == "tool_choice" else choice
+    if field == "tool_choice" and choice.get("type") != "function":
+        raise ValueError('`tool_choice.type` must be "function"')
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(name, str) or not name:
+        where = "tool_choice.function.name" if field == "tool_choice" else "function_call.name"
+        raise ValueError(f"`{where}` must be a non-empty string")
+    return name
+
+
+def shape_answer(
+    messages: list[dict], tools: list[dict] | None, tool_choice: Any = None, response_format: Any = None,
+    field: str = "tool_choice",
+) -> AnswerShape:
+    """Turn ``tool_choice`` and ``response_format`` into an :class:`AnswerShape`; ValueError names the bad field.
+
+    A forced function is prefilled as the opening of a call to it, ``<tool_call>\\n{"name": "<name>", "arguments":``,
+    so the model writes only the arguments (a JSON object) and the call is closed for it. ``"required"`` opens a
+    call and lets the model name the function (with one tool, it is that tool). ``{"type": "json_object"}`` makes the
+    whole answer one JSON object. ``field`` is the request field the choice came from (``function_call`` for the
+    legacy form, whose values are ``"none"``, ``"auto"`` or ``{"name": ...}``)."""
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        raise ValueError("`tools` must be an array of objects")
+    tools = prepare_tools(tools)
+    names = [(t.get("function") or {}).get("name") for t in tools or []]
+    has_prefill = bool(messages) and is_prefill(messages[-1])
+    if tool_choice is not None and tool_choice != "auto":
+        if tool_choice == "none":
+            return AnswerShape(messages, None, tool_calls=False)
+        if tool_choice == "required" and field == "tool_choice":
+            forced = names[0] if len(names) == 1 else None
+        elif isinstance(tool_choice, str):
+            allowed = '"none" or "auto"' if field == "function_call" else '"none", "auto" or "required"'
+            raise ValueError(f"`{field}` must be {allowed}, or an object naming a function")
+        else:
+            forced = _forced_name(tool_choice, field)
+        if not tools:
+            raise ValueError(f"`{field}` asks for a function call, but the request has no tools")
+        if forced is not None and forced not in names:
+            raise ValueError(f"`{field}` names `{forced}`, which is not among the request's tools")
+        if has_prefill:
+            raise ValueError(f"a prefill message cannot be combined with a `{field}` that forces a call")
+        if forced is None:  # "required" among several tools: the model names one
+            prefill = TOOL_CALL_OPEN + '{"name": "'
+            return AnswerShape([*messages, {"role": "assistant", "name": "prefill", "content": prefill}], tools,
+                               json_from=len(TOOL_CALL_OPEN), suffix=TOOL_CALL_CLOSE)
+        prefill = f'{TOOL_CALL_OPEN}{{"name": {json.dumps(forced, ensure_ascii=False)}, "arguments":'
+        return AnswerShape([*messages, {"role": "assistant", "name": "prefill", "content": prefill}], tools,
+                           json_from=len(prefill), suffix="}" + TOOL_CALL_CLOSE)
+    if response_format is None:
+        return AnswerShape(messages, tools)
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return AnswerShape(messages, tools)
+    if kind == "json_schema":
+        schema = response_format.get("json_schema")
+        if isinstance(schema, dict) and schema.get("strict") is True:
+            raise ValueError("`response_format.json_schema.strict` is not supported by fine-tuned models: their "
+                             "answers are guaranteed to be a JSON object, not to follow a schema "
+                             '(use {"type": "json_object"}, or strict: false)')
+        kind = "json_object"  # non-strict: a JSON object, the schema followed as far as the model learnt it
+    if kind != "json_object":
+        raise ValueError('`response_format.type` must be "text", "json_object" or "json_schema"')
+    if has_prefill and not JsonPrefix().feed(_text(messages[-1].get("content")) or ""):
+        raise ValueError("the prefill message does not begin a JSON object, but `response_format` asks for one")
+    return AnswerShape(messages, tools, json_from=0)
+
+
 # --------------------------------------------------------------------------------------------- parsing
 
 
@@ -277,11 +375,14 @@ def _tool_call_from_json(raw: str) -> dict | None:
     }
 
 
-def parse_completion(text: str) -> dict:
+def parse_completion(text: str, tool_calls: bool = True) -> dict:
     """Generated assistant text → an OpenAI assistant message.
 
     Every ``<tool_call>`` block holding a JSON object with a name becomes a tool call (arguments as a JSON string,
-    as OpenAI returns them); a block with invalid JSON stays in the content, so nothing the model said is lost."""
+    as OpenAI returns them); a block with invalid JSON stays in the content, so nothing the model said is lost.
+    With ``tool_calls`` False (``tool_choice: "none"``) the whole text is content."""
+    if not tool_calls:
+        return {"role": "assistant", "content": text.replace(IM_END, "").strip()}
     calls: list[dict] = []
 
     def take(match: re.Match[str]) -> str:
