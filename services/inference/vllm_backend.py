@@ -86,6 +86,8 @@ class _Vllm:
     AsyncLLMEngine: Any
     SamplingParams: Any
     LoRARequest: Any
+    # SamplingParams arguments for "generate one JSON object", or None where this vLLM has no structured outputs.
+    json_object: dict[str, Any] | None = None
 
 
 def import_vllm() -> _Vllm:
@@ -107,6 +109,7 @@ def import_vllm() -> _Vllm:
         AsyncLLMEngine=vllm.AsyncLLMEngine,
         SamplingParams=vllm.SamplingParams,
         LoRARequest=LoRARequest,
+        json_object=_json_object_constraint(vllm),
     )
 
 
@@ -168,10 +171,12 @@ class _ChoiceText:
     stop string never leaks into the stream even in part. vLLM already truncates at stop strings and holds such
     text back itself; doing it here as well keeps the stream right whatever vLLM's buffering does."""
 
-    def __init__(self, index: int, prefill: str, stops: list[str]) -> None:
+    def __init__(self, index: int, prefill: str, stops: list[str], suffix: str = "", tool_calls: bool = True) -> None:
         self.index = index
         self.prefill = prefill
         self.stops = stops
+        self.suffix = suffix  # closes a JSON-constrained answer once vLLM ends it (a forced tool call's tail)
+        self.tool_calls = tool_calls
         self.emitted = 0
         self.done = False
 
@@ -191,17 +196,31 @@ class _ChoiceText:
         if finish_reason not in ("stop", "length"):
             raise RuntimeError(f"vLLM ended choice {self.index} with finish reason {finish_reason!r}")
         text = text.rstrip("\ufffd")  # a character cut off mid-way by the end of generation
+        if finish_reason == "stop" and self.suffix:
+            text += self.suffix  # structured output ended the object: close what the prefill opened
         if len(text) > self.emitted:
             pieces.append(StreamPiece(self.index, text[self.emitted:]))
             self.emitted = len(text)
         full = self.prefill + text
         finish = finish_reason
-        if finish != "length" and parse_completion(full).get("tool_calls"):
+        if finish != "length" and self.tool_calls and parse_completion(full).get("tool_calls"):
             finish = "tool_calls"
         pieces.append(StreamPiece(self.index, "", finish_reason=finish, completion_tokens=completion_tokens,
                                   text=full))
         self.done = True
         return pieces
+
+
+def _json_object_constraint(vllm: Any) -> dict[str, Any] | None:
+    """SamplingParams arguments that make vLLM generate one JSON object: ``structured_outputs=
+    StructuredOutputsParams(json_object=True)`` in the 0.1x+ API, ``guided_decoding=GuidedDecodingParams(...)``
+    in the releases before it."""
+    module = getattr(vllm, "sampling_params", None)
+    if module is not None and hasattr(module, "StructuredOutputsParams"):
+        return {"structured_outputs": module.StructuredOutputsParams(json_object=True)}
+    if module is not None and hasattr(module, "GuidedDecodingParams"):
+        return {"guided_decoding": module.GuidedDecodingParams(json_object=True)}
+    return None
 
 
 @dataclass
@@ -214,6 +233,8 @@ class _Request:
     stops: list[str]
     lora: Any  # LoRARequest | None
     sampling: Any  # SamplingParams, or None when there is no room left to generate
+    suffix: str = ""
+    tool_calls: bool = True
 
 
 class VllmEngine:
@@ -378,7 +399,13 @@ class VllmEngine:
         """GenerationParams as vLLM's SamplingParams, with the CPU engine's meaning of each value: temperature
         <= 0 is greedy, a top_p outside (0, 1) filters nothing, empty stop strings are ignored, and decoding keeps
         special tokens the way the CPU engine's ``decode(skip_special_tokens=False)`` does."""
+        structured: dict[str, Any] = {}
+        if params.json_from is not None:
+            if self._vllm.json_object is None:
+                raise ValueError("this vLLM build has no structured outputs, which JSON answers need")
+            structured = self._vllm.json_object
         return self._vllm.SamplingParams(
+            **structured,
             n=params.n,
             temperature=max(0.0, float(params.temperature)),
             top_p=float(params.top_p) if 0 < params.top_p < 1 else 1.0,
@@ -400,13 +427,18 @@ class VllmEngine:
         prompt_ids = self._encode(prompt)
         if len(prompt_ids) >= self.max_context:
             raise ValueError(f"the prompt is {len(prompt_ids)} tokens; the model's context is {self.max_context}")
+        if params.json_from is not None and params.json_from != len(prefill):
+            # vLLM constrains what it generates, not text already given: the object must start where generation does.
+            raise ValueError("a JSON answer must start after the prefill when served by vLLM")
         budget = max(0, min(params.max_tokens, self.max_context - len(prompt_ids)))
         sampling = self._sampling_params(params, budget) if budget > 0 else None
-        return _Request(prompt_ids, prefill, params.n, [s for s in params.stop if s], lora, sampling)
+        return _Request(prompt_ids, prefill, params.n, [s for s in params.stop if s], lora, sampling,
+                        params.suffix if params.json_from is not None else "", params.tool_calls)
 
     async def _pieces(self, request: _Request) -> AsyncIterator[StreamPiece]:
         """Every choice's pieces, interleaved as vLLM produces them (InferenceServer keys them by index)."""
-        choices = [_ChoiceText(i, request.prefill, request.stops) for i in range(request.n)]
+        choices = [_ChoiceText(i, request.prefill, request.stops, request.suffix, request.tool_calls)
+                   for i in range(request.n)]
         if request.prefill:
             for choice in choices:
                 yield StreamPiece(choice.index, request.prefill)
@@ -468,8 +500,8 @@ class VllmEngine:
         request = self._prepare(adapter, messages, tools, params)
         finals = self._loop.call(self._final_pieces(request))
         return Completion(
-            choices=[{"index": p.index, "message": parse_completion(p.text), "finish_reason": p.finish_reason}
-                     for p in finals],
+            choices=[{"index": p.index, "message": parse_completion(p.text, request.tool_calls),
+                      "finish_reason": p.finish_reason} for p in finals],
             prompt_tokens=len(request.prompt_ids),
             completion_tokens=sum(p.completion_tokens for p in finals),
         )

@@ -64,6 +64,10 @@ class FakeSamplingParams(Recorded):
     pass
 
 
+class FakeStructuredOutputsParams(Recorded):
+    pass
+
+
 @dataclass(frozen=True)
 class FakeLoRARequest:
     lora_name: str
@@ -179,6 +183,9 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> list[FakeAsyncLLMEngine]:
     vllm.AsyncEngineArgs = FakeEngineArgs
     vllm.AsyncLLMEngine = FakeAsyncLLMEngine
     vllm.SamplingParams = FakeSamplingParams
+    sampling = types.ModuleType("vllm.sampling_params")
+    sampling.StructuredOutputsParams = FakeStructuredOutputsParams
+    vllm.sampling_params = sampling
     lora = types.ModuleType("vllm.lora")
     request = types.ModuleType("vllm.lora.request")
     request.LoRARequest = FakeLoRARequest
@@ -581,3 +588,41 @@ def test_backend_setting_rejects_unknown_values(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("REFINERY_INFERENCE_BACKEND", "cuda")
     with pytest.raises(ValidationError):
         InferenceSettings()
+
+
+# --------------------------------------------------------------------------------------------- answer shape
+
+
+def test_json_answers_use_vllms_structured_outputs_and_get_their_suffix(engine: VllmEngine) -> None:
+    params = GenerationParams(json_from=0, suffix="}\n</tool_call>")
+    fake(engine).scripts.append([[(0, '{"a": 1}', [1, 2, IM_END_ID], "stop")]])
+    finals = [p for p in pieces_of(engine, params) if p.finish_reason]
+    (call,) = fake(engine).requests()
+    constraint = call.sampling_params.kwargs["structured_outputs"]
+    assert isinstance(constraint, FakeStructuredOutputsParams) and constraint.kwargs == {"json_object": True}
+    assert finals[0].text == '{"a": 1}}\n</tool_call>'
+    # Cut off by max_tokens, the object is not complete: nothing is closed for it.
+    fake(engine).scripts.append([[(0, '{"a": ', [1, 2], "length")]])
+    finals = [p for p in pieces_of(engine, params) if p.finish_reason]
+    assert finals[0].text == '{"a": ' and finals[0].finish_reason == "length"
+    # Without a JSON answer there is no constraint.
+    pieces_of(engine, GenerationParams())
+    assert "structured_outputs" not in fake(engine).requests()[-1].sampling_params.kwargs
+
+
+def test_a_json_answer_must_start_where_generation_starts(engine: VllmEngine) -> None:
+    with pytest.raises(ValueError, match="after the prefill"):
+        engine.stream_pieces(None, HELLO, None, GenerationParams(json_from=3))
+    assert fake(engine).requests() == []
+
+
+def test_tool_choice_none_keeps_a_call_as_text(engine: VllmEngine) -> None:
+    call_text = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'
+    fake(engine).scripts.append([[(0, call_text, [1, IM_END_ID], "stop")]])
+    completion = engine.generate(None, HELLO, None, GenerationParams(tool_calls=False))
+    assert completion.choices[0]["finish_reason"] == "stop"
+    assert "tool_calls" not in completion.choices[0]["message"] or not completion.choices[0]["message"]["tool_calls"]
+    fake(engine).scripts.append([[(0, call_text, [1, IM_END_ID], "stop")]])
+    completion = engine.generate(None, HELLO, None, GenerationParams())
+    assert completion.choices[0]["finish_reason"] == "tool_calls"
+    assert completion.choices[0]["message"]["tool_calls"][0]["function"]["name"] == "f"
