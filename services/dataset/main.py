@@ -12,7 +12,7 @@ from refinery import logging_setup
 from refinery.bus.follower import Follower
 from refinery.bus.producer import DurableProducer
 from refinery.bus.topics import ensure_topics
-from refinery.events.models import MODEL_CREATED
+from refinery.events.models import MODEL_CREATED, MODEL_DELETED
 from refinery.grpc_server import client_channel, start_grpc
 from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc
 from refinery.stores.eventstore import OutboxRelay
@@ -53,10 +53,10 @@ async def serve(settings: DatasetSettings) -> None:
     # fine_tune_count follows model-registry's events: a model names the dataset it trains on.
     async def on_model_events(events: list[dict]) -> None:
         for env in events:
-            if env.get("type") == MODEL_CREATED:
-                dataset_id = (env.get("data") or {}).get("dataset_id")
-                if dataset_id:
-                    await asyncio.to_thread(store.count_fine_tune, env["event_id"], dataset_id, 1)
+            delta = {MODEL_CREATED: 1, MODEL_DELETED: -1}.get(env.get("type", ""))
+            dataset_id = (env.get("data") or {}).get("dataset_id")
+            if delta and dataset_id:
+                await asyncio.to_thread(store.count_fine_tune, env["event_id"], dataset_id, delta)
 
     models_follower = Follower(settings.bus_bootstrap, settings.models_topic,
                                lambda: store.load_offsets(settings.models_topic),

@@ -206,7 +206,7 @@ class RegistryStore:
             row = self._row(conn, project_id, slug)
             conn.execute(update(models_table).where(models_table.c.id == row.id).values(
                 deleted=True, updated_at=_now()))
-            items: list[tuple[str, Any]] = [(ev.MODEL_DELETED, ev.ModelDeleted(slug=slug))]
+            items: list[tuple[str, Any]] = [(ev.MODEL_DELETED, ev.ModelDeleted(slug=slug, dataset_id=row.dataset_id))]
             if row.status in ACTIVE:
                 items.insert(0, (ev.TRAINING_CANCEL_REQUESTED, ev.TrainingCancelRequested()))
             self._append(conn, project_id, row.id, items)

@@ -116,8 +116,11 @@ def test_unusable_dataset_fails_fast_with_a_message(op: OpenPipe, api: httpx.Cli
     chat = api.post("/chat/completions", json={"model": f"openpipe:{slug}", "messages": [
         {"role": "user", "content": "hi"}]})
     assert chat.status_code == 400 and "not deployed" in chat.json()["message"]
+    wait_for(lambda: {d.id: d for d in op.list_datasets().data}[ds].fine_tune_count == 1, 10)
     assert op.delete_model(model_slug=slug).deleted is True
     assert api.get(f"/models/{slug}").status_code == 404
+    # The dataset's count follows: it is kept from the registry's events.
+    wait_for(lambda: {d.id: d for d in op.list_datasets().data}[ds].fine_tune_count == 0, 10)
 
 
 def test_trainer_killed_mid_run_is_retried(op: OpenPipe, stack, trained: dict) -> None:

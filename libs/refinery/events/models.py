@@ -51,6 +51,7 @@ class ModelDeployed(BaseModel):
 class ModelDeleted(BaseModel):
     model_config = ConfigDict(frozen=True)
     slug: str
+    dataset_id: str | None = None  # the dataset it was trained on (absent in events before this field)
 
 
 class TrainingRequested(BaseModel):
