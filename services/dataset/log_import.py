@@ -19,8 +19,7 @@ from typing import Any
 import grpc
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-from refinery.bus.follower import assign_all
+from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.retention import DATASET_RULES_GROUP, PositionCommitter
 from refinery.events.request_logs import RECORDED
 from refinery.rpc import logs_pb2, logs_pb2_grpc
@@ -155,12 +154,7 @@ class RuleConsumer:
 
     async def _run(self) -> None:
         while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-            except KafkaError as exc:
-                log.warning("fetch failed, retrying: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
+            batches = await fetch(self._consumer, 5000)
             if not batches:
                 if self._positions != self._saved:  # idle: save what the throttle held back
                     try:
@@ -174,14 +168,9 @@ class RuleConsumer:
                     await self._committer.stored(dict(self._saved))
                 continue
             async with self._lock:
-                reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
-                while True:
-                    try:
-                        await asyncio.to_thread(self._apply, batches, reached)
-                        break
-                    except Exception:
-                        log.exception("applying request logs to import rules failed; retrying")
-                        await asyncio.sleep(1.0)
+                reached = positions_after(batches)
+                await until_done("applying request logs to import rules", asyncio.to_thread, self._apply,
+                                 batches, reached)
                 self._positions.update(reached)
             await self._committer.stored(dict(self._saved))
 

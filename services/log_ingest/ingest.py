@@ -22,8 +22,7 @@ from collections.abc import Iterable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-from refinery.bus.follower import assign_all
+from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.producer import Position
 from refinery.bus.retention import LOG_INGEST_GROUP, PositionCommitter
 from refinery.events.request_logs import METADATA_UPDATED, RECORDED, RequestLogMetadataUpdated
@@ -140,12 +139,7 @@ class Ingestor:
         loop = asyncio.get_running_loop()
         while True:
             await self._room.wait()
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
-            except KafkaError as exc:
-                log.warning("fetch failed, retrying: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
+            batches = await fetch(self._consumer, self._max_batch)
             if not batches:
                 continue
             if not self._buffered:
@@ -174,14 +168,8 @@ class Ingestor:
             batches, self._buffer, self._buffered = self._buffer, {}, 0
             self._storing = True
             self._room.set()
-            reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
-            while True:
-                try:
-                    await loop.run_in_executor(None, self._store_batches, batches, reached)
-                    break
-                except Exception:  # storage hiccup: retry, never skip
-                    log.exception("storing a batch failed; retrying")
-                    await asyncio.sleep(1.0)
+            reached = positions_after(batches)
+            await until_done("storing a batch", loop.run_in_executor, None, self._store_batches, batches, reached)
             async with self._changed:
                 for partition, offset in reached.items():
                     self._stored[partition] = max(self._stored.get(partition, 0), offset)

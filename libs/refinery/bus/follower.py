@@ -43,6 +43,33 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, offsets: dict[int, 
             await consumer.seek_to_beginning(tp)
 
 
+async def fetch(consumer: AIOKafkaConsumer, max_records: int) -> dict[TopicPartition, list]:
+    """One fetch of up to `max_records` (empty when nothing came within 200 ms). A broker error is
+    logged and the fetch tried again after a pause: a follower outlives a broker restart."""
+    while True:
+        try:
+            return await consumer.getmany(timeout_ms=200, max_records=max_records)
+        except KafkaError as exc:
+            log.warning("fetch failed, retrying: %s", exc)
+            await asyncio.sleep(0.5)
+
+
+def positions_after(batches: dict[TopicPartition, list]) -> dict[int, int]:
+    """Per partition, the offset just past the last record fetched: where to resume once they are handled."""
+    return {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
+
+
+async def until_done(what: str, work: Callable[..., Awaitable[object]], *args: object) -> None:
+    """Await `work(*args)` until it succeeds, logging each failure: a follower retries a batch, never skips it."""
+    while True:
+        try:
+            await work(*args)
+            return
+        except Exception:
+            log.exception("%s failed; retrying", what)
+            await asyncio.sleep(1.0)
+
+
 class Follower:
     def __init__(
         self, bootstrap: str, topic: str, load_offsets: Callable[[], dict[int, int]],
@@ -73,12 +100,7 @@ class Follower:
 
     async def _run(self) -> None:
         while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-            except KafkaError as exc:
-                log.warning("fetch failed, retrying: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
+            batches = await fetch(self._consumer, 1000)
             if not batches:
                 continue
             events = []
@@ -88,14 +110,6 @@ class Follower:
                         events.append(orjson.loads(msg.value))
                     except orjson.JSONDecodeError:
                         log.error("undecodable event at %s:%s skipped", msg.partition, msg.offset)
-            reached = {tp.partition: msgs[-1].offset + 1 for tp, msgs in batches.items()}
-            while True:
-                try:
-                    await self._handle(events)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("handling events failed; retrying")
-                    await asyncio.sleep(1.0)
+            reached = positions_after(batches)
+            await until_done("handling events", self._handle, events)
             await asyncio.to_thread(self._save, reached)
