@@ -126,7 +126,26 @@ def _first_stop(text: str, stops: list[str], search_from: int) -> int | None:
     return min(cuts) if cuts else None
 
 
-class Engine:
+class DeltaStreams:
+    """``stream`` for an engine that has ``stream_pieces``: what both backends share."""
+
+    def stream_pieces(
+        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams
+    ) -> Iterator[StreamPiece]:
+        raise NotImplementedError
+
+    def stream(
+        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams
+    ) -> Iterator[tuple[int, str]]:
+        """(choice index, text delta) pieces as they are generated; the caller re-parses the full text at the end.
+
+        Not a generator function: an unknown adapter or an over-long prompt raises here, before any response has
+        been started."""
+        pieces = self.stream_pieces(adapter, messages, tools, params)
+        return ((piece.index, piece.delta) for piece in pieces if piece.delta)
+
+
+class Engine(DeltaStreams):
     """The base model plus up to ``max_adapters`` LoRA adapters (least recently used evicted first)."""
 
     def __init__(self, base_dir: Path, base_id: str, max_adapters: int = 32) -> None:
@@ -384,16 +403,6 @@ class Engine:
                 yield from self._decode_choice(
                     index, logits, choice_cache, len(prompt_ids), prefill, params, generator, json_state,
                 )
-
-    def stream(
-        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams
-    ) -> Iterator[tuple[int, str]]:
-        """(choice index, text delta) pieces as they are generated; the caller re-parses the full text at the end.
-
-        Not a generator function: an unknown adapter or an over-long prompt raises here, before any response has
-        been started."""
-        pieces = self.stream_pieces(adapter, messages, tools, params)
-        return ((piece.index, piece.delta) for piece in pieces if piece.delta)
 
     def generate(
         self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams

@@ -60,6 +60,7 @@ from refinery.ml.chat_format import parse_completion, render_prompt
 from inference.engine import (
     _STOP_TOKENS,
     Completion,
+    DeltaStreams,
     GenerationParams,
     StreamPiece,
     UnknownAdapter,
@@ -237,7 +238,7 @@ class _Request:
     tool_calls: bool = True
 
 
-class VllmEngine:
+class VllmEngine(DeltaStreams):
     """The base model in vLLM plus up to ``max_adapters`` LoRA adapters (least recently used unloaded first).
 
     ``max_loras`` is how many distinct adapters may run in one GPU batch; ``max_adapters`` (vLLM's
@@ -483,16 +484,6 @@ class VllmEngine:
                 aclose = getattr(pieces, "aclose", None)
                 if aclose is not None:
                     self._loop.call(aclose())
-
-    def stream(
-        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams
-    ) -> Iterator[tuple[int, str]]:
-        """(choice index, text delta) pieces as they are generated; the caller re-parses the full text at the end.
-
-        Not a generator function: an unknown adapter or an over-long prompt raises here, before any response has
-        been started."""
-        pieces = self.stream_pieces(adapter, messages, tools, params)
-        return ((piece.index, piece.delta) for piece in pieces if piece.delta)
 
     def generate(
         self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams

@@ -50,14 +50,8 @@ class SftParams:
 
 
 @dataclass
-class DpoParams:
-    epochs: int = 3
-    learning_rate_multiplier: float = 1.0
+class DpoParams(SftParams):
     beta: float = 0.1
-    batch_size: int | None = None
-    max_length: int = 1024
-    lora_r: int = 16
-    lora_alpha: int = 32
 
 
 @dataclass
