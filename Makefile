@@ -29,6 +29,7 @@ run: install-ml
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests bench
+	$(BIN)/mypy libs/refinery $(wildcard services/*/)
 
 test: install-ml lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e

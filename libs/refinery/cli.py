@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -19,20 +18,49 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INIT_SETTINGS = ("api_key", "openai_base_url", "openai_api_key", "anthropic_base_url", "anthropic_api_key",
+                 "gemini_base_url", "gemini_api_key")
+
+
+class CliSettings(BaseSettings):
+    """What `refinery` reads from the environment (the same `REFINERY_*` names the services read)."""
+
+    model_config = SettingsConfigDict(env_prefix="REFINERY_", extra="ignore")
+
+    data_dir: Path = Path(".refinery")
+    port: int = Field(default=8000, description="The gateway's port (REST API and console)")
+    admin_token: str | None = None
+    init_api_key: str | None = None
+    init_openai_base_url: str | None = None
+    init_openai_api_key: str | None = None
+    init_anthropic_base_url: str | None = None
+    init_anthropic_api_key: str | None = None
+    init_gemini_base_url: str | None = None
+    init_gemini_api_key: str | None = None
+
+    def init_env(self) -> dict[str, str]:
+        """The first-start settings handed on to the gateway."""
+        return {f"REFINERY_INIT_{name.upper()}": value for name in INIT_SETTINGS
+                if (value := getattr(self, f"init_{name}"))}
+
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("REFINERY_DATA_DIR", ".refinery")).resolve()
+    return CliSettings().data_dir.resolve()
 
 
 def _gateway() -> tuple[str, str]:
-    data_dir = _data_dir()
+    settings = CliSettings()
+    data_dir = settings.data_dir.resolve()
     stack = data_dir / "stack.json"
     if stack.exists():
         url = json.loads(stack.read_text())["url"]
     else:
-        url = f"http://127.0.0.1:{os.environ.get('REFINERY_PORT', '8000')}"
+        url = f"http://127.0.0.1:{settings.port}"
     token_file = data_dir / "gateway" / "admin-token"
-    token = os.environ.get("REFINERY_ADMIN_TOKEN") or (token_file.read_text().strip() if token_file.exists() else "")
+    token = settings.admin_token or (token_file.read_text().strip() if token_file.exists() else "")
     if not token:
         sys.exit(f"no admin token: is Refinery running with REFINERY_DATA_DIR={data_dir}?")
     return url, token
@@ -68,11 +96,12 @@ def _default_key(data_dir: Path) -> str:
 def _run(_: argparse.Namespace) -> None:
     from refinery.stack.platform import Stack
 
-    env = {k: v for k, v in os.environ.items() if k.startswith("REFINERY_INIT_")}
-    data_dir = _data_dir()
+    settings = CliSettings()
+    env = settings.init_env()
+    data_dir = settings.data_dir.resolve()
     if not env.get("REFINERY_INIT_API_KEY"):
         env["REFINERY_INIT_API_KEY"] = _default_key(data_dir)
-    stack = Stack(data_dir, int(os.environ.get("REFINERY_PORT", "8000")), env=env)
+    stack = Stack(data_dir, settings.port, env=env)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print(f"starting Refinery (data in {stack.data_dir}) ...", flush=True)
@@ -121,7 +150,9 @@ def _project_create(args: argparse.Namespace) -> None:
 
 
 def _project_list(_: argparse.Namespace) -> None:
-    for p in _admin("GET", "/admin/v1/projects"):  # type: ignore[union-attr]
+    projects = _admin("GET", "/admin/v1/projects")
+    assert isinstance(projects, list)
+    for p in projects:
         print(f"{p['id']}  {p['name']}")
 
 

@@ -43,3 +43,12 @@ class ServiceSettings(BaseSettings):
         path = (self.data_dir / name).resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class ObjectStoreSettings(ServiceSettings):
+    """The object store (SeaweedFS embedded, MinIO or any S3 in production) of the services that keep blobs."""
+
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False

@@ -23,6 +23,7 @@ from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.retention import DATASET_RULES_GROUP, PositionCommitter
 from refinery.events.request_logs import RECORDED
 from refinery.rpc import logs_pb2, logs_pb2_grpc
+from refinery.stores import eventstore
 from refinery.wire.entries import entry_from_log
 
 from dataset.log_filters import errored, log_view, matches
@@ -65,7 +66,7 @@ async def import_once(
     async def flush() -> None:
         nonlocal batch
         if batch:
-            result = await asyncio.to_thread(store.add_entries, project_id, dataset_id, batch, "logs")
+            result = await asyncio.to_thread(store.entries.add, project_id, dataset_id, batch, "logs")
             counts.imported += result.created
             counts.skipped_duplicates += result.duplicates
         batch = []
@@ -128,7 +129,7 @@ class RuleConsumer:
         offsets = await asyncio.to_thread(self._store.load_offsets, self._topic)
         await assign_all(self._consumer, self._topic, offsets)
         self._positions = dict(offsets)
-        self._rules = await asyncio.to_thread(self._store.all_import_rules)
+        self._rules = await asyncio.to_thread(self._store.import_rules.by_project)
         self._ready.set()
         self._task = asyncio.create_task(self._run())
 
@@ -145,12 +146,12 @@ class RuleConsumer:
         """Reload the rules between two batches; every record at or past the returned positions
         will be matched against them, so a backfill bound to these positions leaves no gap."""
         async with self._lock:
-            self._rules = await asyncio.to_thread(self._store.all_import_rules)
+            self._rules = await asyncio.to_thread(self._store.import_rules.by_project)
             return [logs_pb2.Position(partition=p, offset=o) for p, o in self._positions.items()]
 
     async def reload(self) -> None:
         async with self._lock:
-            self._rules = await asyncio.to_thread(self._store.all_import_rules)
+            self._rules = await asyncio.to_thread(self._store.import_rules.by_project)
 
     async def _run(self) -> None:
         while True:
@@ -160,7 +161,7 @@ class RuleConsumer:
                     try:
                         async with self._lock:
                             reached = dict(self._positions)
-                            await asyncio.to_thread(self._store.save_offsets_now, self._topic, reached)
+                            await asyncio.to_thread(self._store.save_offsets, self._topic, reached)
                             self._saved.update(reached)
                     except Exception:  # a shortcut only (see _apply): try again when next idle
                         log.exception("saving the rule follower's offsets failed; will retry")
@@ -210,7 +211,7 @@ class RuleConsumer:
             # done once a second rather than as one SQL commit per fetched log.
             now = time.monotonic()
             if now - self._offsets_saved_at >= OFFSETS_SAVE_INTERVAL_S:
-                self._store.save_offsets_now(self._topic, reached)
+                self._store.save_offsets(self._topic, reached)
                 self._offsets_saved_at = now
                 self._saved.update(reached)
             return
@@ -222,12 +223,12 @@ class RuleConsumer:
 
             def also(conn, last=last, per_rule=per_rule) -> None:
                 for rule_id, n in per_rule.items():
-                    DatasetStore.count_rule_imports(conn, rule_id, n)
+                    self._store.import_rules.count_imports(conn, rule_id, n)
                 if last:
-                    DatasetStore.save_offsets(conn, self._topic, reached)
+                    eventstore.save_offsets(conn, self._topic, reached)
 
             try:
-                result = self._store.add_entries(
+                result = self._store.entries.add(
                     project_id, dataset_id, [p[0] for p in pairs], "rule",
                     rule_id=pairs[0][1], also=also,
                 )
@@ -236,7 +237,7 @@ class RuleConsumer:
                     self._saved.update(reached)
             except KeyError:  # the dataset was deleted meanwhile
                 if last:
-                    self._store.save_offsets_now(self._topic, reached)
+                    self._store.save_offsets(self._topic, reached)
                     self._saved.update(reached)
 
 

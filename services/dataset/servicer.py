@@ -80,17 +80,17 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     # ---- datasets -----------------------------------------------------------------------
 
     async def CreateDataset(self, request, context):
-        return _dataset_msg(await self._call(context, self._store.create_dataset, request.project_id, request.name))
+        return _dataset_msg(await self._call(context, self._store.datasets.create, request.project_id, request.name))
 
     async def ListDatasets(self, request, context):
-        rows = await self._call(context, self._store.list_datasets, request.project_id)
+        rows = await self._call(context, self._store.datasets.in_project, request.project_id)
         return datasets_pb2.ListDatasetsResponse(datasets=[_dataset_msg(d) for d in rows])
 
     async def GetDataset(self, request, context):
-        return _dataset_msg(await self._call(context, self._store.get_dataset, request.project_id, request.dataset_id))
+        return _dataset_msg(await self._call(context, self._store.datasets.get, request.project_id, request.dataset_id))
 
     async def DeleteDataset(self, request, context):
-        await self._call(context, self._store.delete_dataset, request.project_id, request.dataset_id)
+        await self._call(context, self._store.datasets.delete, request.project_id, request.dataset_id)
         await self._rules.reload()
         return datasets_pb2.DeleteDatasetResponse()
 
@@ -110,7 +110,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
                 good.append(NewEntry(parse_entry(item)))
             except EntryError as exc:
                 errors.append(datasets_pb2.EntryError(index=i, message=str(exc)))
-        result = await self._call(context, self._store.add_entries, request.project_id, request.dataset_id, good,
+        result = await self._call(context, self._store.entries.add, request.project_id, request.dataset_id, good,
                                   "api")
         return datasets_pb2.AddEntriesResponse(entries_created=result.created, errors=errors)
 
@@ -119,13 +119,13 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "split must be TRAIN or TEST")
         limit = request.limit if 0 < request.limit <= 1000 else 100
         rows, total = await self._call(
-            context, self._store.list_entries, request.project_id, request.dataset_id, request.split,
+            context, self._store.entries.page, request.project_id, request.dataset_id, request.split,
             {m.key: m.value for m in request.metadata}, limit, max(0, request.offset),
         )
         return datasets_pb2.ListEntriesResponse(entries_json=orjson.dumps(rows), total=total)
 
     async def GetEntry(self, request, context):
-        row = await self._call(context, self._store.get_entry, request.project_id, request.dataset_id,
+        row = await self._call(context, self._store.entries.get, request.project_id, request.dataset_id,
                                request.entry_id)
         return datasets_pb2.EntryResponse(entry_json=orjson.dumps(row))
 
@@ -136,18 +136,18 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "patch_json is not JSON")
         if not isinstance(patch, dict):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the update must be a JSON object")
-        row = await self._call(context, self._store.update_entry, request.project_id, request.dataset_id,
+        row = await self._call(context, self._store.entries.update, request.project_id, request.dataset_id,
                                request.entry_id, patch)
         return datasets_pb2.EntryResponse(entry_json=orjson.dumps(row))
 
     async def DeleteEntry(self, request, context):
-        await self._call(context, self._store.delete_entry, request.project_id, request.dataset_id, request.entry_id)
+        await self._call(context, self._store.entries.delete, request.project_id, request.dataset_id, request.entry_id)
         return datasets_pb2.Empty()
 
     async def PreviewEntry(self, request, context):
-        row = await self._call(context, self._store.get_entry, request.project_id, request.dataset_id,
+        row = await self._call(context, self._store.entries.get, request.project_id, request.dataset_id,
                                request.entry_id)
-        rules = await self._call(context, self._store.pruning_rules, request.project_id, request.dataset_id)
+        rules = await self._call(context, self._store.pruning_rules.for_dataset, request.project_id, request.dataset_id)
         texts = [r["text"] for r in rules]
         pruned = apply_pruning_rules(row["messages"][:-1], texts) + row["messages"][-1:]
         out = {**row, "messages": pruned, "pruning_rules_applied": [r["id"] for r in rules]}
@@ -159,7 +159,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload stream")
-        await self._call(context, self._store.get_dataset, first.project_id, first.dataset_id)
+        await self._call(context, self._store.datasets.get, first.project_id, first.dataset_id)
 
         async def chunks() -> AsyncIterator[bytes]:
             yield first.data
@@ -171,20 +171,20 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         return _upload_msg(upload)
 
     async def GetUpload(self, request, context):
-        return _upload_msg(await self._call(context, self._store.get_upload, request.project_id, request.dataset_id,
+        return _upload_msg(await self._call(context, self._store.uploads.get, request.project_id, request.dataset_id,
                                             request.upload_id))
 
     # ---- import from logs ---------------------------------------------------------------
 
     async def ImportLogs(self, request, context):
-        await self._call(context, self._store.get_dataset, request.project_id, request.dataset_id)
+        await self._call(context, self._store.datasets.get, request.project_id, request.dataset_id)
         filters = list(request.filters)
         as_dicts = filters_to_dicts(filters)
         await self._call(context, log_filters.check, as_dicts)
         after = {p.partition: p.offset for p in request.after}
         rule_id = ""
         if request.standing:
-            rule_id = await self._call(context, self._store.add_import_rule, request.project_id, request.dataset_id,
+            rule_id = await self._call(context, self._store.import_rules.add, request.project_id, request.dataset_id,
                                        as_dicts)
             for p in await self._rules.fence():
                 after[p.partition] = max(after.get(p.partition, 0), p.offset)
@@ -200,13 +200,13 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         )
 
     async def ListImportRules(self, request, context):
-        rules = await self._call(context, self._store.import_rules, request.project_id, request.dataset_id)
+        rules = await self._call(context, self._store.import_rules.in_project, request.project_id, request.dataset_id)
         return datasets_pb2.ImportRulesResponse(rules=[datasets_pb2.ImportRule(
             id=r["id"], dataset_id=r["dataset_id"], filters=dicts_to_filters(r["filters"]),
             created_at=r["created_at"], imported=r["imported"]) for r in rules])
 
     async def DeleteImportRule(self, request, context):
-        await self._call(context, self._store.delete_import_rule, request.project_id, request.dataset_id,
+        await self._call(context, self._store.import_rules.delete, request.project_id, request.dataset_id,
                          request.rule_id)
         await self._rules.reload()
         return datasets_pb2.Empty()
@@ -216,7 +216,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     async def ExportEntries(self, request, context):
         if request.split not in ("", "TRAIN", "TEST"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "split must be TRAIN or TEST")
-        await self._call(context, self._store.get_dataset, request.project_id, request.dataset_id)
+        await self._call(context, self._store.datasets.get, request.project_id, request.dataset_id)
         async for chunk in self._stream_rows(request.project_id, request.dataset_id, request.split):
             yield datasets_pb2.JsonlChunk(jsonl=chunk)
 
@@ -227,7 +227,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         def produce() -> None:
             try:
                 buf = bytearray()
-                for row in self._store.iter_entry_rows(project_id, dataset_id, split):
+                for row in self._store.entries.iter_rows(project_id, dataset_id, split):
                     buf += orjson.dumps(row_to_export(row)) + b"\n"
                     if len(buf) >= CHUNK_BYTES:
                         asyncio.run_coroutine_threadsafe(queue.put(bytes(buf)), loop).result()
@@ -251,17 +251,17 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     # ---- pruning rules ------------------------------------------------------------------
 
     async def AddPruningRule(self, request, context):
-        r = await self._call(context, self._store.add_pruning_rule, request.project_id, request.dataset_id,
+        r = await self._call(context, self._store.pruning_rules.add, request.project_id, request.dataset_id,
                              request.text)
         return datasets_pb2.PruningRule(id=r["id"], text=r["text"], created_at=r["created_at"])
 
     async def ListPruningRules(self, request, context):
-        rules = await self._call(context, self._store.pruning_rules, request.project_id, request.dataset_id)
+        rules = await self._call(context, self._store.pruning_rules.for_dataset, request.project_id, request.dataset_id)
         return datasets_pb2.PruningRulesResponse(rules=[
             datasets_pb2.PruningRule(id=r["id"], text=r["text"], created_at=r["created_at"]) for r in rules])
 
     async def DeletePruningRule(self, request, context):
-        await self._call(context, self._store.delete_pruning_rule, request.project_id, request.dataset_id,
+        await self._call(context, self._store.pruning_rules.delete, request.project_id, request.dataset_id,
                          request.rule_id)
         return datasets_pb2.Empty()
 
@@ -276,23 +276,23 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "split must be TRAIN or TEST")
         concurrency = request.concurrency if 0 < request.concurrency <= 64 else 4
         job = await self._call(
-            context, self._store.create_relabel_job, request.project_id, request.dataset_id, request.model,
+            context, self._store.relabel_jobs.create, request.project_id, request.dataset_id, request.model,
             list(request.entry_ids), request.split, request.keep_original_as_rejected, concurrency,
         )
         self._relabel.launch(job)
         return _job_msg(job)
 
     async def GetRelabelJob(self, request, context):
-        return _job_msg(await self._call(context, self._store.get_relabel_job, request.project_id,
+        return _job_msg(await self._call(context, self._store.relabel_jobs.get, request.project_id,
                                          request.dataset_id, request.job_id))
 
     # ---- snapshots ----------------------------------------------------------------------
 
     async def CreateSnapshot(self, request, context):
-        rules = await self._call(context, self._store.pruning_rules, request.project_id, request.dataset_id)
+        rules = await self._call(context, self._store.pruning_rules.for_dataset, request.project_id, request.dataset_id)
         snap = await self._call(context, self._freeze, request.project_id, request.dataset_id,
                                 [r["text"] for r in rules])
-        row = await self._call(context, self._store.record_snapshot, request.project_id, request.dataset_id, snap)
+        row = await self._call(context, self._store.snapshots.record, request.project_id, request.dataset_id, snap)
         return _snapshot_msg(row)
 
     def _freeze(self, project_id: str, dataset_id: str, rules: list[str]) -> SnapshotCreated:
@@ -300,7 +300,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         digest = hashlib.sha256()
         count = train = test = size = 0
         with tempfile.TemporaryFile() as tmp:
-            for row in self._store.iter_entry_rows(project_id, dataset_id):
+            for row in self._store.entries.iter_rows(project_id, dataset_id):
                 line = orjson.dumps(row_to_export(row)) + b"\n"
                 digest.update(line)
                 tmp.write(line)
@@ -320,11 +320,11 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
                                test_count=test, size_bytes=size, pruning_rules=rules)
 
     async def ListSnapshots(self, request, context):
-        rows = await self._call(context, self._store.snapshots, request.project_id, request.dataset_id)
+        rows = await self._call(context, self._store.snapshots.for_dataset, request.project_id, request.dataset_id)
         return datasets_pb2.SnapshotsResponse(snapshots=[_snapshot_msg(s) for s in rows])
 
     async def ReadSnapshot(self, request, context):
-        snap = await self._call(context, self._store.snapshot, request.project_id, request.dataset_id,
+        snap = await self._call(context, self._store.snapshots.get, request.project_id, request.dataset_id,
                                 request.snapshot_id)
         chunks = self._objects.iter_chunks(snap["object_key"])
         while True:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import Field
-from refinery.config import ServiceSettings
+from refinery.config import ObjectStoreSettings
 
 
-class DatasetSettings(ServiceSettings):
+class DatasetSettings(ObjectStoreSettings):
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50061, alias="REFINERY_DATASET_GRPC_PORT")
     database_url: str | None = Field(
@@ -15,10 +15,6 @@ class DatasetSettings(ServiceSettings):
     )
     log_ingest_grpc: str = "127.0.0.1:50051"
     proxy_router_url: str | None = Field(default=None, description="proxy-router HTTP base, for relabeling")
-    s3_endpoint: str = "127.0.0.1:9000"
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_secure: bool = False
     s3_bucket: str = "refinery-datasets"
     upload_batch_lines: int = Field(default=2000, ge=1)
     relabel_timeout_s: float = 120.0

@@ -33,11 +33,11 @@ class UploadProcessor:
         self._stopping = threading.Event()
 
     async def start(self) -> None:
-        for upload in await asyncio.to_thread(self._store.uploads_in, "RECEIVING"):
+        for upload in await asyncio.to_thread(self._store.uploads.in_status, "RECEIVING"):
             # The sender's stream died with the previous process: the client never got an answer.
-            await asyncio.to_thread(self._store.set_upload, upload["id"], status="FAILED",
+            await asyncio.to_thread(self._store.uploads.set, upload["id"], status="FAILED",
                                     error_message="the upload was interrupted before it finished; send it again")
-        for upload in await asyncio.to_thread(self._store.uploads_in, "PROCESSING"):
+        for upload in await asyncio.to_thread(self._store.uploads.in_status, "PROCESSING"):
             log.warning("resuming upload %s at line %s", upload["id"], upload["lines_processed"])
             self._queue.put_nowait(upload["id"])
         self._task = asyncio.create_task(self._run())
@@ -53,7 +53,7 @@ class UploadProcessor:
 
     async def receive(self, project_id: str, dataset_id: str, filename: str, chunks) -> dict[str, Any]:
         """Store the stream under a new upload; queue it for processing once complete."""
-        upload = await asyncio.to_thread(self._store.create_upload, project_id, dataset_id, filename)
+        upload = await asyncio.to_thread(self._store.uploads.create, project_id, dataset_id, filename)
         pipe = ChunkPipe()
         writer = asyncio.create_task(asyncio.to_thread(self._objects.put_stream, upload["object_key"], pipe))
         try:
@@ -70,12 +70,12 @@ class UploadProcessor:
                 await writer
             except Exception:
                 pass
-            await asyncio.to_thread(self._store.set_upload, upload["id"], status="FAILED",
+            await asyncio.to_thread(self._store.uploads.set, upload["id"], status="FAILED",
                                     error_message=f"receiving the file failed: {exc}"[:2000])
             raise
-        await asyncio.to_thread(self._store.set_upload, upload["id"], status="PROCESSING", bytes_total=info.size)
+        await asyncio.to_thread(self._store.uploads.set, upload["id"], status="PROCESSING", bytes_total=info.size)
         self._queue.put_nowait(upload["id"])
-        return await asyncio.to_thread(self._store.get_upload, project_id, dataset_id, upload["id"])
+        return await asyncio.to_thread(self._store.uploads.get, project_id, dataset_id, upload["id"])
 
     async def _run(self) -> None:
         while True:
@@ -84,16 +84,11 @@ class UploadProcessor:
                 await asyncio.to_thread(self._process, upload_id)
             except Exception as exc:
                 log.exception("upload %s failed", upload_id)
-                await asyncio.to_thread(self._store.set_upload, upload_id, status="FAILED",
+                await asyncio.to_thread(self._store.uploads.set, upload_id, status="FAILED",
                                         error_message=f"processing failed: {exc}"[:2000])
 
     def _process(self, upload_id: str) -> None:
-        from sqlalchemy import select
-
-        from dataset.store import uploads_table
-
-        with self._store.engine.connect() as conn:
-            up = dict(conn.execute(select(uploads_table).where(uploads_table.c.id == upload_id)).one()._mapping)
+        up = self._store.uploads.by_id(upload_id)
         project_id, dataset_id = up["project_id"], up["dataset_id"]
         line_no = up["lines_processed"]
         pos = up["bytes_processed"]
@@ -105,9 +100,9 @@ class UploadProcessor:
         def flush() -> None:
             nonlocal batch, errors, batch_bytes, lines_in_batch
             done_pos, done_lines, errs = pos, line_no, errors
-            self._store.add_entries(
+            self._store.entries.add(
                 project_id, dataset_id, batch, "upload", upload_id=upload_id,
-                also=lambda conn: DatasetStore.upload_progress(
+                also=lambda conn: self._store.uploads.progress(
                     conn, upload_id, bytes_processed=done_pos, lines_processed=done_lines,
                     created=len(batch), errors=errs),
             )
@@ -131,5 +126,5 @@ class UploadProcessor:
                 flush()
         if lines_in_batch:
             flush()
-        self._store.finish_upload(upload_id)
+        self._store.uploads.finish(upload_id)
         log.info("upload %s done: %s lines", upload_id, line_no)

@@ -38,7 +38,7 @@ async def create_project(body: CreateProject, request: Request) -> ProjectOut:
 
 @router.get("/projects", response_model=list[ProjectOut], summary="List projects")
 async def list_projects(request: Request) -> list[ProjectOut]:
-    return [ProjectOut(id=p.id, name=p.name) for p in request.app.state.deps.projects.list()]
+    return [ProjectOut(id=p.id, name=p.name) for p in request.app.state.deps.projects.all_projects()]
 
 
 @router.put("/projects/{project_id}/providers/{provider}", summary="Set a project's upstream provider")

@@ -11,15 +11,16 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from refinery.bus.producer import DurableProducer
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admin_api, datasets_api, logs_api, models_api
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
     api_error_handler,
-    error_body,
     http_error_handler,
+    payload_too_large,
+    send_error,
     validation_error_handler,
 )
 from gateway.projects import ProjectRegistry
@@ -57,11 +58,11 @@ class BodyLimit:
         limit = self.stream_max_bytes if _UPLOAD_PATH.match(scope.get("path", "")) else self.max_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._reject(send, limit)
+                await send_error(send, payload_too_large(limit))
                 return
         seen = 0
 
-        async def limited() -> dict:
+        async def limited() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -73,15 +74,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._reject(send, limit)
-
-    async def _reject(self, send: Send, limit: int) -> None:
-        import orjson
-
-        body = orjson.dumps(error_body("PAYLOAD_TOO_LARGE", f"Request body exceeds {limit} bytes"))
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+            await send_error(send, payload_too_large(limit))
 
 
 _UPLOAD_PATH = re.compile(r"^/api/v1/datasets/[^/]+/uploads$")
@@ -98,9 +91,10 @@ def build_app(deps: Deps) -> FastAPI:
         description="OpenPipe-compatible API: request logging, chat completions and more.",
     )
     app.state.deps = deps
-    app.add_exception_handler(ApiError, api_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    # Starlette types handlers as taking any Exception; each of these takes the one it is registered for.
+    app.add_exception_handler(ApiError, api_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)
     if deps.datasets is not None:

@@ -1,4 +1,8 @@
-"""Bearer authentication: every /api/v1 route resolves the caller's project from its key."""
+"""Bearer authentication: every /api/v1 route resolves the caller's project from its key.
+
+`bearer_token` is the one reading of the `Authorization` header: the FastAPI dependencies below and
+the bare-ASGI hot paths both use it, so a key the one accepts the other accepts too.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,18 @@ from fastapi import Request
 from gateway.errors import ApiError
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of `Bearer <token>` (scheme in any case), or None for a missing, empty or other scheme."""
+    if not authorization:
         return None
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
 async def project_of(request: Request) -> str:
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise ApiError(401, "UNAUTHORIZED", "Missing API key: send `Authorization: Bearer <project API key>`")
     project_id = request.app.state.deps.projects.authenticate(token)
@@ -28,6 +32,6 @@ async def project_of(request: Request) -> str:
 
 
 async def admin_only(request: Request) -> None:
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None or token != request.app.state.deps.admin_token:
         raise ApiError(401, "UNAUTHORIZED", "Admin token required")

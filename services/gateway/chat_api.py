@@ -1,22 +1,24 @@
 """POST /api/v1/chat/completions: authenticated here, routed and logged by proxy-router.
 
-The body goes on as the received bytes over a pooled connection (one internal hop); the
-answer comes back as proxy-router sent it, streamed chunk by chunk for SSE.
+The hot path (`gateway.hot_paths`) forwards every authenticated JSON request itself; this route is
+the endpoint's specification (OpenAPI) and answers what the hot path hands on: a missing or bad
+key (401) and a body that is not JSON (400). Whatever reaches it without the hot path in front (the
+FastAPI app served alone) goes through the same forwarder.
 """
 
 from __future__ import annotations
 
-import aiohttp
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.auth import project_of
 from gateway.errors import ApiError
+from gateway.forwarding import ProxyForwarder, is_json
+
+__all__ = ["ProxyForwarder", "router"]  # ProxyForwarder is re-exported: gateway.main imports it from here
 
 router = APIRouter(prefix="/api/v1")
-
-FORWARDED_HEADERS = ("content-type", "op-log-request", "op-cache", "op-criteria", "op-tags")
-RETURNED_HEADERS = ("x-refinery-overhead-ms", "cache-control")
 
 _BODY_SCHEMA = {
     "required": True,
@@ -36,53 +38,23 @@ _BODY_SCHEMA = {
 }
 
 
-class ProxyForwarder:
-    def __init__(self, base_url: str) -> None:
-        self.url = base_url.rstrip("/") + "/v1/chat/completions"
-        self.session: aiohttp.ClientSession | None = None
+class _Forwarded(Response):
+    """Answers with what proxy-router answers, relayed by the one forwarder."""
 
-    async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=60),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            auto_decompress=False,
-        )
+    def __init__(self, forwarder: ProxyForwarder, project_id: str, headers: dict[bytes, bytes], body: bytes) -> None:
+        super().__init__()
+        self._call = (forwarder, project_id, headers, body)
 
-    async def stop(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        forwarder, project_id, headers, body = self._call
+        await forwarder.forward(project_id, headers, body, send)
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions (plain and SSE)",
              openapi_extra={"requestBody": _BODY_SCHEMA})
 async def chat_completions(request: Request, project_id: str = Depends(project_of)) -> Response:
-    forwarder: ProxyForwarder = request.app.state.deps.proxy
-    content_type = request.headers.get("content-type", "application/json")
-    if not content_type.split(";")[0].strip().lower().endswith("json"):
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json(content_type.encode("latin-1")):
         raise ApiError(400, "BAD_REQUEST", f"Content-Type must be application/json, got {content_type!r}")
     body = await request.body()
-    headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
-    headers["x-refinery-project-id"] = project_id
-    assert forwarder.session is not None
-    try:
-        upstream = await forwarder.session.post(forwarder.url, data=body, headers=headers)
-    except aiohttp.ClientError as exc:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "proxy-router unavailable; retry") from exc
-    out_headers = {k: v for k in RETURNED_HEADERS
-                   if (v := upstream.headers.get(k)) is not None}
-    media_type = upstream.headers.get("content-type", "application/json")
-    if not media_type.startswith("text/event-stream"):
-        try:
-            payload = await upstream.read()
-        finally:
-            upstream.release()
-        return Response(payload, status_code=upstream.status, media_type=media_type, headers=out_headers)
-
-    async def relay():
-        try:
-            async for chunk in upstream.content.iter_any():
-                yield chunk
-        finally:
-            upstream.release()
-
-    return StreamingResponse(relay(), status_code=upstream.status, media_type=media_type, headers=out_headers)
+    return _Forwarded(request.app.state.deps.proxy, project_id, dict(request.scope["headers"]), body)

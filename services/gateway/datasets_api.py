@@ -7,72 +7,35 @@ owns the data and the rules.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-import grpc
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from refinery.rpc import datasets_pb2
 
 from gateway.auth import project_of
+from gateway.error_mapping import DATASETS, call
 from gateway.errors import ApiError
-from gateway.logs_api import LogFilterIn, _bound_positions, _to_filters
+from gateway.log_reads import LogFilterIn, bound_positions, to_filters
+from gateway.rendering import input_json, iso, json_response, jsonl_stream, raw_json
 
 router = APIRouter(prefix="/api/v1")
 
 UPLOAD_CHUNK = 1024 * 1024
 
-_STATUS = {
-    grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"),
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "BAD_REQUEST"),
-    grpc.StatusCode.FAILED_PRECONDITION: (400, "BAD_REQUEST"),
-    grpc.StatusCode.ALREADY_EXISTS: (409, "CONFLICT"),
-}
-
-
-def _api_error(exc: grpc.aio.AioRpcError) -> ApiError:
-    status, code = _STATUS.get(exc.code(), (503, "SERVICE_UNAVAILABLE"))
-    details = exc.details() or exc.code().name
-    if status == 503:
-        return ApiError(503, code, f"The dataset service is not available ({exc.code().name}: {details}); retry")
-    return ApiError(status, code, details, [details])
-
 
 async def _rpc(request: Request, method: str, message: Any, deadline_s: float = 60) -> Any:
-    stub = request.app.state.deps.datasets
-    try:
-        return await getattr(stub, method)(message, timeout=deadline_s)
-    except grpc.aio.AioRpcError as exc:
-        raise _api_error(exc) from exc
-
-
-def _iso(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000.0, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return await call(request.app.state.deps.datasets, method, message, DATASETS, deadline_s)
 
 
 def _dataset(d: datasets_pb2.Dataset) -> dict[str, Any]:
     return {
-        "object": "dataset", "id": d.id, "name": d.name, "created": _iso(d.created_at), "updated": _iso(d.updated_at),
+        "object": "dataset", "id": d.id, "name": d.name, "created": iso(d.created_at), "updated": iso(d.updated_at),
         "dataset_entry_count": d.entry_count, "fine_tune_count": d.fine_tune_count,
         "train_entry_count": d.train_count, "test_entry_count": d.test_count,
     }
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def _dumps(value: Any, what: str) -> bytes:
-    """JSON for the dataset service; what orjson cannot write (integers past 64 bits, nesting
-    deeper than 254) is the caller's input problem, so a 400 naming it."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:
-        raise ApiError(400, "BAD_REQUEST", "Input validation failed", [
-            f"{what} cannot be stored: {exc} (integers must fit in 64 bits, nesting at most 254 levels)"]) from exc
 
 
 def _check_entries(entries: list[Any]) -> None:
@@ -101,37 +64,37 @@ class EntriesIn(BaseModel):
 @router.post("/datasets", summary="Create a dataset")
 async def create_dataset(body: CreateDatasetIn, request: Request, project_id: str = Depends(project_of)):
     d = await _rpc(request, "CreateDataset", datasets_pb2.CreateDatasetRequest(project_id=project_id, name=body.name))
-    return _json(_dataset(d))
+    return json_response(_dataset(d))
 
 
 @router.get("/datasets", summary="List datasets")
 async def list_datasets(request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "ListDatasets", datasets_pb2.ListDatasetsRequest(project_id=project_id))
-    return _json({"object": "list", "data": [_dataset(d) for d in resp.datasets]})
+    return json_response({"object": "list", "data": [_dataset(d) for d in resp.datasets]})
 
 
 @router.get("/datasets/{dataset_id}", summary="Get a dataset")
 async def get_dataset(dataset_id: str, request: Request, project_id: str = Depends(project_of)):
     d = await _rpc(request, "GetDataset", datasets_pb2.DatasetRef(project_id=project_id, dataset_id=dataset_id))
-    return _json(_dataset(d))
+    return json_response(_dataset(d))
 
 
 @router.delete("/datasets/{dataset_id}", summary="Delete a dataset")
 async def delete_dataset(dataset_id: str, request: Request, project_id: str = Depends(project_of)):
     await _rpc(request, "DeleteDataset", datasets_pb2.DatasetRef(project_id=project_id, dataset_id=dataset_id))
-    return _json({"id": dataset_id, "object": "dataset", "deleted": True})
+    return json_response({"id": dataset_id, "object": "dataset", "deleted": True})
 
 
 async def _add_entries(request: Request, project_id: str, dataset_id: str, entries: list[Any]):
     _check_entries(entries)
     return await _rpc(request, "AddEntries", datasets_pb2.AddEntriesRequest(
-        project_id=project_id, dataset_id=dataset_id, entries_json=_dumps(entries, "entries")))
+        project_id=project_id, dataset_id=dataset_id, entries_json=input_json(entries, "entries")))
 
 
 @router.post("/datasets/{dataset_id}/entries", summary="Add entries (invalid ones are reported by index)")
 async def create_entries(dataset_id: str, body: EntriesIn, request: Request, project_id: str = Depends(project_of)):
     resp = await _add_entries(request, project_id, dataset_id, body.entries)
-    return _json({
+    return json_response({
         "object": "dataset.entries.creation",
         "entries_created": resp.entries_created,
         "errors": {"object": "list", "data": [
@@ -151,15 +114,15 @@ async def list_entries(
             for k, v in request.query_params.multi_items() if k.startswith("metadata.") and len(k) > 9]
     resp = await _rpc(request, "ListEntries", datasets_pb2.ListEntriesRequest(
         project_id=project_id, dataset_id=dataset_id, split=split or "", metadata=meta, limit=limit, offset=offset))
-    return Response(orjson.dumps({"object": "list", "data": orjson.Fragment(resp.entries_json), "total": resp.total,
-                                  "limit": limit, "offset": offset}), media_type="application/json")
+    return json_response({"object": "list", "data": orjson.Fragment(resp.entries_json), "total": resp.total,
+                          "limit": limit, "offset": offset})
 
 
 @router.get("/datasets/{dataset_id}/entries/{entry_id}", summary="Get an entry")
 async def get_entry(dataset_id: str, entry_id: str, request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "GetEntry", datasets_pb2.EntryRef(
         project_id=project_id, dataset_id=dataset_id, entry_id=entry_id))
-    return Response(resp.entry_json, media_type="application/json")
+    return raw_json(resp.entry_json)
 
 
 class EntryPatch(BaseModel):
@@ -181,15 +144,15 @@ async def update_entry(
 ):
     patch = body.model_dump(exclude_unset=True)
     resp = await _rpc(request, "UpdateEntry", datasets_pb2.UpdateEntryRequest(
-        project_id=project_id, dataset_id=dataset_id, entry_id=entry_id, patch_json=_dumps(patch, "the update")))
-    return Response(resp.entry_json, media_type="application/json")
+        project_id=project_id, dataset_id=dataset_id, entry_id=entry_id, patch_json=input_json(patch, "the update")))
+    return raw_json(resp.entry_json)
 
 
 @router.delete("/datasets/{dataset_id}/entries/{entry_id}", summary="Delete an entry")
 async def delete_entry(dataset_id: str, entry_id: str, request: Request, project_id: str = Depends(project_of)):
     await _rpc(request, "DeleteEntry", datasets_pb2.EntryRef(
         project_id=project_id, dataset_id=dataset_id, entry_id=entry_id))
-    return _json({"id": entry_id, "object": "dataset.entry", "deleted": True})
+    return json_response({"id": entry_id, "object": "dataset.entry", "deleted": True})
 
 
 @router.get("/datasets/{dataset_id}/entries/{entry_id}/pruned",
@@ -197,7 +160,7 @@ async def delete_entry(dataset_id: str, entry_id: str, request: Request, project
 async def preview_entry(dataset_id: str, entry_id: str, request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "PreviewEntry", datasets_pb2.EntryRef(
         project_id=project_id, dataset_id=dataset_id, entry_id=entry_id))
-    return Response(resp.entry_json, media_type="application/json")
+    return raw_json(resp.entry_json)
 
 
 # ---- uploads ------------------------------------------------------------------------------
@@ -209,7 +172,7 @@ def _upload(u: datasets_pb2.Upload) -> dict[str, Any]:
         "filename": u.filename, "bytes_total": u.bytes_total, "bytes_processed": u.bytes_processed,
         "lines_processed": u.lines_processed, "entries_created": u.entries_created, "error_count": u.error_count,
         "errors": orjson.Fragment(u.errors_json or b"[]"), "error_message": u.error_message or None,
-        "created": _iso(u.created_at), "finished": _iso(u.finished_at) if u.finished_at else None,
+        "created": iso(u.created_at), "finished": iso(u.finished_at) if u.finished_at else None,
     }
 
 
@@ -223,7 +186,6 @@ async def upload_file(
     dataset_id: str, request: Request, project_id: str = Depends(project_of),
     filename: str = Query(default="upload.jsonl", max_length=500),
 ):
-    stub = request.app.state.deps.datasets
     first = datasets_pb2.UploadChunk(project_id=project_id, dataset_id=dataset_id, filename=filename)
 
     async def chunks():
@@ -237,18 +199,15 @@ async def upload_file(
         if buf:
             yield datasets_pb2.UploadChunk(data=bytes(buf))
 
-    try:
-        u = await stub.UploadFile(chunks(), timeout=24 * 3600)
-    except grpc.aio.AioRpcError as exc:
-        raise _api_error(exc) from exc
-    return _json(_upload(u), status=202)
+    u = await _rpc(request, "UploadFile", chunks(), deadline_s=24 * 3600)
+    return json_response(_upload(u), status=202)
 
 
 @router.get("/datasets/{dataset_id}/uploads/{upload_id}", summary="An upload's progress and per-line errors")
 async def get_upload(dataset_id: str, upload_id: str, request: Request, project_id: str = Depends(project_of)):
     u = await _rpc(request, "GetUpload", datasets_pb2.UploadRef(
         project_id=project_id, dataset_id=dataset_id, upload_id=upload_id))
-    return _json(_upload(u))
+    return json_response(_upload(u))
 
 
 # ---- import from request logs -------------------------------------------------------------
@@ -264,53 +223,41 @@ class ImportLogsIn(BaseModel):
 def _rule(r: datasets_pb2.ImportRule) -> dict[str, Any]:
     return {"object": "dataset.import_rule", "id": r.id, "dataset_id": r.dataset_id,
             "filters": [{"field": f.field, "equals": f.value} for f in r.filters],
-            "created": _iso(r.created_at), "imported": r.imported}
+            "created": iso(r.created_at), "imported": r.imported}
 
 
 @router.post("/datasets/{dataset_id}/import-logs",
              summary="Import matching request logs (errored calls and duplicates skipped)")
 async def import_logs(dataset_id: str, body: ImportLogsIn, request: Request, project_id: str = Depends(project_of)):
-    after = await _bound_positions(request, project_id)
+    after = await bound_positions(request, project_id)
     resp = await _rpc(request, "ImportLogs", datasets_pb2.ImportLogsRequest(
-        project_id=project_id, dataset_id=dataset_id, filters=_to_filters(body.filters), after=after,
+        project_id=project_id, dataset_id=dataset_id, filters=to_filters(body.filters), after=after,
         standing=body.standing), deadline_s=3600)
-    return _json({"object": "dataset.import", "imported": resp.imported, "skipped_errored": resp.skipped_errored,
-                  "skipped_duplicates": resp.skipped_duplicates, "skipped_invalid": resp.skipped_invalid,
-                  "rule_id": resp.rule_id or None})
+    return json_response({
+        "object": "dataset.import", "imported": resp.imported, "skipped_errored": resp.skipped_errored,
+        "skipped_duplicates": resp.skipped_duplicates, "skipped_invalid": resp.skipped_invalid,
+        "rule_id": resp.rule_id or None})
 
 
 @router.get("/datasets/{dataset_id}/import-rules", summary="Standing import rules")
 async def list_import_rules(dataset_id: str, request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "ListImportRules", datasets_pb2.DatasetRef(project_id=project_id,
                                                                           dataset_id=dataset_id))
-    return _json({"object": "list", "data": [_rule(r) for r in resp.rules]})
+    return json_response({"object": "list", "data": [_rule(r) for r in resp.rules]})
 
 
 @router.delete("/datasets/{dataset_id}/import-rules/{rule_id}", summary="Stop a standing import rule")
 async def delete_import_rule(dataset_id: str, rule_id: str, request: Request, project_id: str = Depends(project_of)):
     await _rpc(request, "DeleteImportRule", datasets_pb2.RuleRef(
         project_id=project_id, dataset_id=dataset_id, rule_id=rule_id))
-    return _json({"id": rule_id, "object": "dataset.import_rule", "deleted": True})
+    return json_response({"id": rule_id, "object": "dataset.import_rule", "deleted": True})
 
 
 # ---- export -------------------------------------------------------------------------------
 
 
 async def _stream(request: Request, method: str, message: Any) -> StreamingResponse:
-    call = getattr(request.app.state.deps.datasets, method)(message, timeout=3600)
-    try:
-        first = await call.read()  # a missing dataset is a 404, not a broken stream
-    except grpc.aio.AioRpcError as exc:
-        raise _api_error(exc) from exc
-
-    async def chunks():
-        if first is grpc.aio.EOF:
-            return
-        yield first.jsonl
-        while (chunk := await call.read()) is not grpc.aio.EOF:
-            yield chunk.jsonl
-
-    return StreamingResponse(chunks(), media_type="application/x-ndjson")
+    return await jsonl_stream(getattr(request.app.state.deps.datasets, method)(message, timeout=3600), DATASETS)
 
 
 @router.get("/datasets/{dataset_id}/export", response_class=StreamingResponse,
@@ -332,7 +279,7 @@ class PruningRuleIn(BaseModel):
 
 
 def _pruning(r: datasets_pb2.PruningRule) -> dict[str, Any]:
-    return {"object": "dataset.pruning_rule", "id": r.id, "text": r.text, "created": _iso(r.created_at)}
+    return {"object": "dataset.pruning_rule", "id": r.id, "text": r.text, "created": iso(r.created_at)}
 
 
 @router.post("/datasets/{dataset_id}/pruning-rules", summary="Add a pruning rule (static text removed from inputs)")
@@ -341,21 +288,21 @@ async def add_pruning_rule(
 ):
     r = await _rpc(request, "AddPruningRule", datasets_pb2.AddPruningRuleRequest(
         project_id=project_id, dataset_id=dataset_id, text=body.text))
-    return _json(_pruning(r))
+    return json_response(_pruning(r))
 
 
 @router.get("/datasets/{dataset_id}/pruning-rules", summary="The dataset's pruning rules, in order")
 async def list_pruning_rules(dataset_id: str, request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "ListPruningRules", datasets_pb2.DatasetRef(project_id=project_id,
                                                                            dataset_id=dataset_id))
-    return _json({"object": "list", "data": [_pruning(r) for r in resp.rules]})
+    return json_response({"object": "list", "data": [_pruning(r) for r in resp.rules]})
 
 
 @router.delete("/datasets/{dataset_id}/pruning-rules/{rule_id}", summary="Delete a pruning rule")
 async def delete_pruning_rule(dataset_id: str, rule_id: str, request: Request, project_id: str = Depends(project_of)):
     await _rpc(request, "DeletePruningRule", datasets_pb2.RuleRef(
         project_id=project_id, dataset_id=dataset_id, rule_id=rule_id))
-    return _json({"id": rule_id, "object": "dataset.pruning_rule", "deleted": True})
+    return json_response({"id": rule_id, "object": "dataset.pruning_rule", "deleted": True})
 
 
 # ---- relabel ------------------------------------------------------------------------------
@@ -374,8 +321,8 @@ class RelabelIn(BaseModel):
 def _job(j: datasets_pb2.RelabelJob) -> dict[str, Any]:
     return {"object": "dataset.relabel_job", "id": j.id, "dataset_id": j.dataset_id, "status": j.status,
             "model": j.model, "total": j.total, "done": j.done, "failed": j.failed,
-            "errors": orjson.Fragment(j.errors_json or b"[]"), "created": _iso(j.created_at),
-            "finished": _iso(j.finished_at) if j.finished_at else None}
+            "errors": orjson.Fragment(j.errors_json or b"[]"), "created": iso(j.created_at),
+            "finished": iso(j.finished_at) if j.finished_at else None}
 
 
 @router.post("/datasets/{dataset_id}/relabel", status_code=202,
@@ -385,14 +332,14 @@ async def relabel(dataset_id: str, body: RelabelIn, request: Request, project_id
         project_id=project_id, dataset_id=dataset_id, model=body.model, entry_ids=body.entry_ids,
         split=body.split or "", keep_original_as_rejected=body.keep_original_as_rejected,
         concurrency=body.concurrency))
-    return _json(_job(j), status=202)
+    return json_response(_job(j), status=202)
 
 
 @router.get("/datasets/{dataset_id}/relabel-jobs/{job_id}", summary="A relabel job's progress")
 async def get_relabel_job(dataset_id: str, job_id: str, request: Request, project_id: str = Depends(project_of)):
     j = await _rpc(request, "GetRelabelJob", datasets_pb2.RelabelJobRef(
         project_id=project_id, dataset_id=dataset_id, job_id=job_id))
-    return _json(_job(j))
+    return json_response(_job(j))
 
 
 # ---- snapshots ----------------------------------------------------------------------------
@@ -401,7 +348,7 @@ async def get_relabel_job(dataset_id: str, job_id: str, request: Request, projec
 def _snapshot(s: datasets_pb2.Snapshot) -> dict[str, Any]:
     return {"object": "dataset.snapshot", "id": s.id, "dataset_id": s.dataset_id, "entry_count": s.entry_count,
             "train_entry_count": s.train_count, "test_entry_count": s.test_count, "size_bytes": s.size_bytes,
-            "pruning_rules": list(s.pruning_rules), "created": _iso(s.created_at)}
+            "pruning_rules": list(s.pruning_rules), "created": iso(s.created_at)}
 
 
 @router.post("/datasets/{dataset_id}/snapshots",
@@ -409,14 +356,14 @@ def _snapshot(s: datasets_pb2.Snapshot) -> dict[str, Any]:
 async def create_snapshot(dataset_id: str, request: Request, project_id: str = Depends(project_of)):
     s = await _rpc(request, "CreateSnapshot", datasets_pb2.DatasetRef(project_id=project_id, dataset_id=dataset_id),
                    deadline_s=3600)
-    return _json(_snapshot(s))
+    return json_response(_snapshot(s))
 
 
 @router.get("/datasets/{dataset_id}/snapshots", summary="The dataset's snapshots")
 async def list_snapshots(dataset_id: str, request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "ListSnapshots", datasets_pb2.DatasetRef(project_id=project_id,
                                                                         dataset_id=dataset_id))
-    return _json({"object": "list", "data": [_snapshot(s) for s in resp.snapshots]})
+    return json_response({"object": "list", "data": [_snapshot(s) for s in resp.snapshots]})
 
 
 @router.get("/datasets/{dataset_id}/snapshots/{snapshot_id}/content", response_class=StreamingResponse,
@@ -441,24 +388,25 @@ class UnstableEntriesIn(BaseModel):
 @router.post("/unstable/dataset/create", summary="Deprecated: use POST /datasets")
 async def unstable_dataset_create(body: CreateDatasetIn, request: Request, project_id: str = Depends(project_of)):
     d = await _rpc(request, "CreateDataset", datasets_pb2.CreateDatasetRequest(project_id=project_id, name=body.name))
-    return _json({"datasetId": d.id})
+    return json_response({"datasetId": d.id})
 
 
 @router.post("/unstable/dataset/delete", summary="Deprecated: use DELETE /datasets/{id}")
 async def unstable_dataset_delete(body: UnstableDatasetRef, request: Request, project_id: str = Depends(project_of)):
     await _rpc(request, "DeleteDataset", datasets_pb2.DatasetRef(project_id=project_id, dataset_id=body.datasetId))
-    return _json({"datasetId": body.datasetId})
+    return json_response({"datasetId": body.datasetId})
 
 
 @router.get("/unstable/dataset/list", summary="Deprecated: use GET /datasets")
 async def unstable_dataset_list(request: Request, project_id: str = Depends(project_of)):
     resp = await _rpc(request, "ListDatasets", datasets_pb2.ListDatasetsRequest(project_id=project_id))
-    return _json([{"id": d.id, "name": d.name, "createdAt": _iso(d.created_at), "updatedAt": _iso(d.updated_at),
-                   "datasetEntryCount": d.entry_count, "fineTuneCount": d.fine_tune_count} for d in resp.datasets])
+    return json_response([{"id": d.id, "name": d.name, "createdAt": iso(d.created_at), "updatedAt": iso(d.updated_at),
+                           "datasetEntryCount": d.entry_count, "fineTuneCount": d.fine_tune_count}
+                          for d in resp.datasets])
 
 
 @router.post("/unstable/dataset-entry/create", summary="Deprecated: use POST /datasets/{id}/entries")
 async def unstable_entry_create(body: UnstableEntriesIn, request: Request, project_id: str = Depends(project_of)):
     resp = await _add_entries(request, project_id, body.datasetId, body.entries)
-    return _json({"createdEntries": resp.entries_created,
-                  "errors": [{"index": e.index, "message": e.message} for e in resp.errors]})
+    return json_response({"createdEntries": resp.entries_created,
+                          "errors": [{"index": e.index, "message": e.message} for e in resp.errors]})

@@ -7,6 +7,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 
 class OrjsonResponse(Response):
@@ -29,6 +30,18 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, issues: list[str] | None = None) -> dict:
     return {"message": message, "code": code, "issues": [{"message": m} for m in (issues or [])]}
+
+
+def payload_too_large(limit: int) -> ApiError:
+    return ApiError(413, "PAYLOAD_TOO_LARGE", f"Request body exceeds {limit} bytes")
+
+
+async def send_error(send: Send, exc: ApiError) -> None:
+    """The error answered on bare ASGI (body limit, hot paths), with the body FastAPI's handler gives."""
+    body = orjson.dumps(error_body(exc.code, exc.message, exc.issues))
+    await send({"type": "http.response.start", "status": exc.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
 
 
 _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",

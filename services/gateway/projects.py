@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,12 +21,12 @@ from refinery.events.projects import (
     ApiKeyIssued,
     ProjectCreated,
     ProviderConfigured,
-    project_event,
 )
 from refinery.secrets_box import SecretBox
 from refinery.stores import eventstore
-from sqlalchemy import Column, Float, MetaData, String, Table, create_engine, insert, select, update
-from sqlalchemy.engine import Engine
+from refinery.stores.eventstore import EventSourcedStore
+from sqlalchemy import Column, Float, MetaData, String, Table, insert, select, update
+from sqlalchemy.engine import Connection
 
 projections = MetaData()
 
@@ -74,16 +73,11 @@ class ProviderSetting:
     api_key: str
 
 
-class ProjectRegistry:
+class ProjectRegistry(EventSourcedStore):
     def __init__(self, db_url: str, box: SecretBox) -> None:
-        connect_args = {"check_same_thread": False} if db_url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(db_url, connect_args=connect_args)
-        eventstore.metadata.create_all(self.engine)
-        projections.create_all(self.engine)
+        super().__init__(db_url, projections)
         self._box = box
-        self._lock = threading.Lock()
         self._keys: dict[str, str] = {}
-        self.on_change = lambda: None
         with self.engine.connect() as conn:
             for row in conn.execute(select(api_keys_table.c.key_hash, api_keys_table.c.project_id)):
                 self._keys[row.key_hash] = row.project_id
@@ -99,17 +93,19 @@ class ProjectRegistry:
         key = api_key or new_api_key()
         key_hash = hash_key(key)
         project = Project(id=uuid.uuid4().hex, name=name, created_at=time.time())
-        with self._lock, self.engine.begin() as conn:
+
+        def run(conn: Connection) -> None:
             if conn.execute(select(api_keys_table.c.key_hash).where(api_keys_table.c.key_hash == key_hash)).first():
                 raise ValueError("that API key is already in use")
-            eventstore.append(conn, [
-                project_event(project.id, 1, PROJECT_CREATED, ProjectCreated(name=name)),
-                project_event(project.id, 2, API_KEY_ISSUED, ApiKeyIssued(key_hash=key_hash, key_prefix=key[:8])),
+            self._append(conn, project.id, project.id, [
+                (PROJECT_CREATED, ProjectCreated(name=name)),
+                (API_KEY_ISSUED, ApiKeyIssued(key_hash=key_hash, key_prefix=key[:8])),
             ])
             conn.execute(insert(projects_table).values(id=project.id, name=name, created_at=project.created_at))
             conn.execute(insert(api_keys_table).values(key_hash=key_hash, project_id=project.id, key_prefix=key[:8]))
-        self._keys[key_hash] = project.id
-        self.on_change()
+
+        self._write(run)
+        self._keys[key_hash] = project.id  # after the commit: a key is usable once it is durable
         return project, key
 
     def get(self, project_id: str) -> Project | None:
@@ -122,28 +118,29 @@ class ProjectRegistry:
             row = conn.execute(select(projects_table).where(projects_table.c.name == name)).first()
         return Project(row.id, row.name, row.created_at) if row else None
 
-    def list(self) -> list[Project]:
+    def all_projects(self) -> list[Project]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(projects_table).order_by(projects_table.c.created_at))
             return [Project(r.id, r.name, r.created_at) for r in rows]
 
     def set_provider(self, project_id: str, provider: str, base_url: str, api_key: str) -> None:
         sealed = self._box.seal(api_key)
-        with self._lock, self.engine.begin() as conn:
-            version = eventstore.current_version(conn, project_id)
-            if version == 0:
+
+        def run(conn: Connection) -> None:
+            if eventstore.current_version(conn, project_id) == 0:
                 raise KeyError(project_id)
-            eventstore.append(conn, [project_event(
-                project_id, version + 1, PROVIDER_CONFIGURED,
-                ProviderConfigured(provider=provider, base_url=base_url, api_key_encrypted=sealed),
-            )])
+            self._append(conn, project_id, project_id, [
+                (PROVIDER_CONFIGURED, ProviderConfigured(provider=provider, base_url=base_url,
+                                                         api_key_encrypted=sealed)),
+            ])
             key = (providers_table.c.project_id == project_id) & (providers_table.c.provider == provider)
             if conn.execute(select(providers_table.c.provider).where(key)).first():
                 conn.execute(update(providers_table).where(key).values(base_url=base_url, api_key_encrypted=sealed))
             else:
                 conn.execute(insert(providers_table).values(
                     project_id=project_id, provider=provider, base_url=base_url, api_key_encrypted=sealed))
-        self.on_change()
+
+        self._write(run)
 
     def providers(self, project_id: str) -> list[ProviderSetting]:
         with self.engine.connect() as conn:

@@ -9,7 +9,7 @@ hands both to log-ingest, which answers only after storing through them.
 from __future__ import annotations
 
 import grpc
-from refinery.bus.producer import Position
+from refinery.bus.producer import DurableProducer, Position
 from refinery.grpc_server import client_channel
 from refinery.rpc import logs_pb2, proxy_pb2, proxy_pb2_grpc
 
@@ -45,6 +45,15 @@ class ReadBinder:
 
     def has_spooled(self, project_id: str) -> bool:
         return self._spooled.get(project_id, 0) > 0
+
+    async def bound(self, project_id: str, producer: DurableProducer, wait_s: float) -> list[logs_pb2.Position]:
+        """The positions a read of the project must wait for, once its spooled writes (if any) reached
+        the bus; BusUnavailable when they do not within `wait_s`, or the positions cannot be known."""
+        if self.has_spooled(project_id):
+            if not await producer.wait_spool_drained(wait_s):
+                raise BusUnavailable("Earlier logs are spooled until the bus is back; retry")
+            self.spool_drained()
+        return await self.positions(project_id)
 
     async def positions(self, project_id: str) -> list[logs_pb2.Position]:
         if self.baseline is None:

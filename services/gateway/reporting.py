@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from refinery.events.envelope import now_ms
 from refinery.events.request_logs import LogSource, RequestLogRecorded
-from refinery.wire.anthropic_shapes import message_to_openai_completion
+from refinery.wire.anthropic import message_to_openai_completion
 from refinery.wire.openai_shapes import (
     completion_id_of,
     error_message_of,

@@ -170,6 +170,12 @@ class Engine(DeltaStreams):
             stop_ids.update(extra if isinstance(extra, list) else [] if extra is None else [extra])
         self._stop_ids = frozenset(stop_ids)
 
+    def close(self) -> None:
+        """Release the weights (waiting for a generation in progress): the process may go on, e.g. in tests."""
+        with self._lock:
+            self._adapters.clear()
+            self._model = self._base = None
+
     # ------------------------------------------------------------------------------------- adapters
 
     def load_adapter(self, name: str, adapter_dir: Path) -> float:

@@ -20,12 +20,12 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.producer import Position
 from refinery.bus.retention import LOG_INGEST_GROUP, PositionCommitter
-from refinery.events.request_logs import METADATA_UPDATED, RECORDED, RequestLogMetadataUpdated
+from refinery.events.request_logs import METADATA_UPDATED, RECORDED
+from refinery.runtime.subscriptions import EventDecoder
 from refinery.stores.logstore import LogStore
 
 from log_ingest.rows import event_to_row
@@ -62,6 +62,7 @@ class Ingestor:
             fetch_max_bytes=64 * 1024 * 1024,
         )
         self._stored: dict[int, int] = {}
+        self._decoder = EventDecoder("log-ingest", RECORDED, METADATA_UPDATED)
         self._committer = PositionCommitter(self._consumer, topic)
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,28 +180,19 @@ class Ingestor:
 
     def _store_batches(self, batches: dict[TopicPartition, list], reached: dict[int, int]) -> None:
         pending: list[tuple[str, str, list]] = []
-        for msgs in batches.values():
+        decode = self._decoder.decode
+        for tp, msgs in batches.items():
             for msg in msgs:
-                try:
-                    env = orjson.loads(msg.value)
-                    kind = env["type"]
-                    project_id = env["project_id"]
-                    data = env["data"]
-                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                    log.error("undecodable event at offset %s skipped: %s", msg.offset, exc)
-                    continue
-                if kind == RECORDED:
-                    try:
-                        row = event_to_row(project_id, data, msg.offset)
-                    except (KeyError, TypeError, ValueError, orjson.JSONEncodeError) as exc:
-                        log.error("bad %s event %s skipped: %s", RECORDED, env.get("event_id"), exc)
-                        continue
-                    pending.append((project_id, row[1], row))
-                elif kind == METADATA_UPDATED:
+                event = decode(msg.value, f"{tp.topic}:{tp.partition}:{msg.offset}")
+                if event is None:
+                    continue  # not a log (a read barrier), or malformed: logged and counted
+                if event.type == RECORDED:
+                    pending.append((event.project_id, event.data.log_id, event_to_row(event, msg.offset)))
+                else:  # METADATA_UPDATED: apply in order with the logs around it
                     self._insert_logs(pending)
                     pending = []
-                    update = RequestLogMetadataUpdated.model_validate(data)
-                    self._store.apply_metadata_patch(project_id, update.log_ids, update.patch, msg.offset)
+                    self._store.apply_metadata_patch(event.project_id, event.data.log_ids, event.data.patch,
+                                                     msg.offset)
             self._insert_logs(pending)
             pending = []
         self._store.save_offsets(self._topic, reached)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from refinery.events.request_logs import RequestLogRecorded
+from refinery.runtime.subscriptions import Event
 
 
 def _json_text(value: Any) -> str:
@@ -15,32 +17,30 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def event_to_row(project_id: str, data: dict[str, Any], offset: int) -> list[Any]:
-    """The same row from the event's decoded `data`, without building a pydantic model: this is
-    ingest's hot path (every log passes here), and the writers already validated the event."""
-    usage = data.get("usage") or {}
-    model = data.get("model")
-    completion_id = data.get("completion_id")
+def event_to_row(event: Event[RequestLogRecorded], offset: int) -> list[Any]:
+    """The log-store row of one decoded `request_log.recorded` event, in `LOG_COLUMNS` order."""
+    data = event.data
+    usage = data.usage
     return [
-        project_id,
-        data["log_id"],
+        event.project_id,
+        data.log_id,
         offset,
         offset,
-        datetime.fromtimestamp(float(data["received_at"]) / 1000.0, tz=UTC),
-        data.get("requested_at"),
-        data.get("completed_at"),
-        data["source"],
-        data.get("provider") or "openai",
-        model or "",
-        data.get("status_code"),
-        data.get("error_message"),
-        completion_id or "",
-        bool(data.get("cache_hit")),
-        int(usage.get("prompt_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-        data.get("cost_usd"),
-        _json_text(data.get("req_payload")),
-        _json_text(data.get("resp_payload")),
-        _json_text(data.get("resp_openai")),
-        {str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        datetime.fromtimestamp(data.received_at / 1000.0, tz=UTC),
+        data.requested_at,
+        data.completed_at,
+        data.source,
+        data.provider or "openai",
+        data.model or "",
+        data.status_code,
+        data.error_message,
+        data.completion_id or "",
+        data.cache_hit,
+        usage.prompt_tokens if usage else 0,
+        usage.completion_tokens if usage else 0,
+        data.cost_usd,
+        _json_text(data.req_payload),
+        _json_text(data.resp_payload),
+        _json_text(data.resp_openai),
+        dict(data.metadata),
     ]

@@ -116,5 +116,6 @@ class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item))
             if isinstance(item, Exception):
                 await context.abort(grpc.StatusCode.INTERNAL, "export failed")
+                return
             yield logs_pb2.ExportChunk(jsonl=item)
         await worker

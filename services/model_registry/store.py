@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from refinery.events import models as ev
-from refinery.stores import eventstore
+from refinery.stores.eventstore import EventSourcedStore
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -20,12 +17,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 projections = MetaData()
 
@@ -85,51 +81,13 @@ class Conflict(ValueError):
     """The slug is taken in this project."""
 
 
-def iso(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000.0, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def model_json(row: Any) -> dict[str, Any]:
-    """The documented model object (id = slug), plus Refinery's own details under `refinery`."""
-    return {
-        "id": row.slug, "name": row.slug, "object": "model", "description": None,
-        "created": iso(row.created_at), "updated": iso(row.updated_at),
-        "openpipe": {"baseModel": row.base_model, "hyperparameters": row.hyperparameters, "status": row.status,
-                     "datasetId": row.dataset_id, "errorMessage": row.error_message},
-        "contextWindow": 8192, "maxCompletionTokens": 2048, "capabilities": ["chat", "tools", "json"],
-        "pricing": {"chatIn": 0.0, "chatOut": 0.0}, "owned_by": "refinery",
-        "refinery": {"modelId": row.id, "trainingConfig": row.training_config,
-                     "defaultTemperature": row.default_temperature, "pruningRules": row.pruning_rules,
-                     "snapshotId": row.snapshot_id, "metrics": row.metrics},
-    }
-
-
 def _now() -> float:
     return time.time() * 1000.0
 
 
-class RegistryStore:
+class RegistryStore(EventSourcedStore):
     def __init__(self, db_url: str) -> None:
-        connect_args = {"check_same_thread": False, "timeout": 30} if db_url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(db_url, connect_args=connect_args)
-        eventstore.metadata.create_all(self.engine)
-        projections.create_all(self.engine)
-        self._lock = threading.RLock()
-        self.on_change: Callable[[], None] = lambda: None
-
-    def _append(self, conn: Connection, project_id: str, model_id: str, items: list[tuple[str, Any]]) -> None:
-        version = eventstore.current_version(conn, model_id)
-        envs = []
-        for event_type, data in items:
-            version += 1
-            envs.append(ev.model_event(project_id, model_id, version, event_type, data))
-        eventstore.append(conn, envs)
-
-    def _write(self, fn: Callable[[Connection], Any]) -> Any:
-        with self._lock, self.engine.begin() as conn:
-            out = fn(conn)
-        self.on_change()
-        return out
+        super().__init__(db_url, projections)
 
     def _row(self, conn: Connection, project_id: str, slug: str) -> Any:
         row = conn.execute(select(models_table).where(
@@ -147,7 +105,7 @@ class RegistryStore:
         with self.engine.connect() as conn:
             return self._row(conn, project_id, slug)
 
-    def list(self, project_id: str) -> list[Any]:
+    def in_project(self, project_id: str) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(select(models_table).where(
                 models_table.c.project_id == project_id, models_table.c.deleted.is_(False),
@@ -251,23 +209,19 @@ class RegistryStore:
         with self._lock, self.engine.begin() as conn:
             conn.execute(update(models_table).where(models_table.c.id == model_id).values(metrics=metrics))
 
-    def training_events(self, project_id: str, slug: str) -> list[dict[str, Any]]:
+    def training_events(self, project_id: str, slug: str) -> list[Any]:
+        """The model's training events (rows: event_id, created_at, level, message, data), in order."""
         with self.engine.connect() as conn:
             row = self._row(conn, project_id, slug)
-            rows = conn.execute(select(training_events_table).where(
-                training_events_table.c.model_id == row.id).order_by(training_events_table.c.seq)).all()
-        return [{"object": "fine_tuning.job.event", "id": r.event_id, "created_at": int(r.created_at / 1000),
-                 "level": r.level, "message": r.message, "type": "metrics" if "total_steps" in r.data else "message",
-                 "data": r.data} for r in rows]
+            return list(conn.execute(select(training_events_table).where(
+                training_events_table.c.model_id == row.id).order_by(training_events_table.c.seq)))
 
-    def checkpoints(self, project_id: str, slug: str) -> list[dict[str, Any]]:
+    def checkpoints(self, project_id: str, slug: str) -> list[Any]:
+        """The model's checkpoints (rows: checkpoint_key, phase, epoch, step, created_at), oldest first."""
         with self.engine.connect() as conn:
             row = self._row(conn, project_id, slug)
-            rows = conn.execute(select(checkpoints_table).where(
-                checkpoints_table.c.model_id == row.id).order_by(checkpoints_table.c.created_at)).all()
-        return [{"object": "fine_tuning.job.checkpoint", "id": r.checkpoint_key, "created_at": int(r.created_at / 1000),
-                 "fine_tuned_model_checkpoint": f"{slug}:{r.phase}:epoch-{r.epoch}", "step_number": r.step,
-                 "phase": r.phase, "epoch": r.epoch} for r in rows]
+            return list(conn.execute(select(checkpoints_table).where(
+                checkpoints_table.c.model_id == row.id).order_by(checkpoints_table.c.created_at)))
 
     def active(self) -> list[Any]:
         with self.engine.connect() as conn:
@@ -278,12 +232,3 @@ class RegistryStore:
         with self.engine.connect() as conn:
             return list(conn.execute(select(models_table).where(
                 models_table.c.status == "DEPLOYED", models_table.c.deleted.is_(False))))
-
-    def load_offsets(self, topic: str) -> dict[int, int]:
-        with self.engine.connect() as conn:
-            return eventstore.load_offsets(conn, topic)
-
-    def save_offsets(self, topic: str, offsets: dict[int, int]) -> None:
-        with self._lock, self.engine.begin() as conn:
-            eventstore.save_offsets(conn, topic, offsets)
-

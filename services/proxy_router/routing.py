@@ -28,3 +28,12 @@ def route_for(model: str) -> Route:
             return Route(provider, upstream_model)
         return Route("openpipe", rest)
     return Route("openai", model)
+
+
+def no_upstream(model: str, provider: str, why_not: str | None) -> tuple[int, str]:
+    """(status, message) for a call whose model resolved to no upstream; `why_not` from model-registry."""
+    if why_not:
+        return (503 if "unavailable" in why_not else 400), f"The model `{model}` {why_not}"
+    if provider == "openpipe":
+        return 404, f"The model `{model}` does not exist"
+    return 400, f"No `{provider}` provider is configured for this project"

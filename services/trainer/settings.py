@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pydantic import Field
-from refinery.config import ServiceSettings
+from refinery.config import ObjectStoreSettings
 
 
-class TrainerSettings(ServiceSettings):
+class TrainerSettings(ObjectStoreSettings):
     database_url: str | None = Field(default=None, alias="REFINERY_TRAINER_DATABASE_URL")
-    s3_endpoint: str = "127.0.0.1:9000"
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_secure: bool = False
     s3_bucket: str = "refinery-models"
     datasets_bucket: str = "refinery-datasets"
     max_attempts: int = Field(default=2, ge=1, description="Runs of a job interrupted by a trainer crash")

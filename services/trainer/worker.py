@@ -30,7 +30,8 @@ POLL_S = 0.5
 
 def _rows(snapshot: bytes, rules: list[str]) -> tuple[list[dict], list[dict]]:
     """TRAIN and TEST rows of a snapshot, with the model's pruning rules applied to the inputs."""
-    train, test = [], []
+    train: list[dict] = []
+    test: list[dict] = []
     for line in snapshot.splitlines():
         if not line.strip():
             continue
@@ -165,10 +166,10 @@ class Worker:
 
         metrics: dict[str, Any] = {}
         if req.kind == "openpipeReward":
-            p = DpoParams(epochs=int(req.sft.get("num_epochs", 3)),
-                          learning_rate_multiplier=float(req.sft.get("learning_rate_multiplier", 1.0)),
-                          batch_size=_batch(req.sft.get("batch_size")))
-            metrics["reward"] = train_reward(base_dir, req.base_model, train, _pairs(test), work / "reward", p,
+            reward = DpoParams(epochs=int(req.sft.get("num_epochs", 3)),
+                               learning_rate_multiplier=float(req.sft.get("learning_rate_multiplier", 1.0)),
+                               batch_size=_batch(req.sft.get("batch_size")))
+            metrics["reward"] = train_reward(base_dir, req.base_model, train, _pairs(test), work / "reward", reward,
                                              reporter("reward"), should_stop)
             return work / "reward" / "adapter", metrics
         adapter = init
@@ -181,13 +182,13 @@ class Worker:
             adapter = work / "sft" / "adapter"
         if req.enable_preference_tuning:
             pref = req.preference
-            p = DpoParams(epochs=int(pref.get("num_epochs", 3)),
-                          learning_rate_multiplier=float(pref.get("learning_rate_multiplier", 1.0)),
-                          beta=float(pref.get("training_beta", 0.1)))
+            dpo = DpoParams(epochs=int(pref.get("num_epochs", 3)),
+                            learning_rate_multiplier=float(pref.get("learning_rate_multiplier", 1.0)),
+                            beta=float(pref.get("training_beta", 0.1)))
             if req.enable_sft:
                 self._jobs.emit(project_id, model_id, ev.TRAINING_STARTED, ev.TrainingStarted(
                     attempt=1, train_rows=len(train), test_rows=len(test), phase="dpo"))
-            metrics["dpo"] = train_dpo(base_dir, req.base_model, train, _pairs(test), work / "dpo", p,
+            metrics["dpo"] = train_dpo(base_dir, req.base_model, train, _pairs(test), work / "dpo", dpo,
                                        reporter("dpo"), should_stop, init_adapter=adapter)
             adapter = work / "dpo" / "adapter"
         assert adapter is not None

@@ -100,8 +100,7 @@ async def test_what_the_fast_path_is_unsure_of_goes_to_fastapi_with_its_body():
         dict(body=REPORT, key=None),  # no key: FastAPI's 401
         dict(body=REPORT, key="opk-wrong"),
         dict(body=REPORT, content_type=b"text/plain"),
-        dict(body=REPORT, length=False),  # no length: the body limit must see it
-        dict(body=b" " * 1001),  # over the limit: FastAPI's 413
+        dict(body=b" " * 1001),  # over the limit with a length: FastAPI's 413
     ]
     for case in cases:
         deps, inner = _deps(), _Inner()
@@ -109,6 +108,56 @@ async def test_what_the_fast_path_is_unsure_of_goes_to_fastapi_with_its_body():
         assert (status, body) == (299, b"inner"), case
         assert inner.bodies == [case["body"]], case
         assert deps.producer.published == [], case
+
+
+async def test_a_chunked_report_is_read_here_and_one_past_the_limit_is_413():
+    deps, inner = _deps(), _Inner()
+    status, body = await _call(HotPaths(inner, deps), REPORT, length=False)
+    assert (status, orjson.loads(body)) == (200, {"status": "ok"})
+    assert inner.bodies == [] and len(deps.producer.published) == 1
+
+    deps, inner = _deps(), _Inner()
+    status, body = await _call(HotPaths(inner, deps), b" " * 1001, length=False)
+    assert status == 413 and inner.bodies == [] and deps.producer.published == []
+    assert orjson.loads(body) == {"message": "Request body exceeds 1000 bytes", "code": "PAYLOAD_TOO_LARGE",
+                                  "issues": []}
+
+
+async def test_a_report_that_cannot_be_stored_goes_to_fastapi():
+    deep = b'{"reqPayload": ' + b"[" * 300 + b"]" * 300 + b"}"
+    deps, inner = _deps(), _Inner()
+    assert await _call(HotPaths(inner, deps), deep) == (299, b"inner")
+    assert inner.bodies == [deep] and deps.producer.published == []
+
+
+class _Forwarder:
+    """Stands for ProxyForwarder: records what it was asked to forward."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def forward(self, project_id, headers, body, send) -> None:
+        self.calls.append((project_id, body))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"forwarded"})
+
+
+async def test_chat_is_forwarded_here_with_or_without_a_length():
+    for case in [dict(length=True), dict(length=False), dict(content_type=b"application/vnd.x+json"),
+                 dict(content_type=b"application/json; charset=utf-8")]:
+        deps, inner = _deps(), _Inner()
+        deps.proxy = _Forwarder()
+        status, body = await _call(HotPaths(inner, deps), b'{"model": "m"}', path="/api/v1/chat/completions", **case)
+        assert (status, body) == (200, b"forwarded"), case
+        assert deps.proxy.calls == [("p1", b'{"model": "m"}')] and inner.bodies == [], case
+
+
+async def test_chat_errors_are_fastapis():
+    for case in [dict(key=None), dict(key="opk-wrong"), dict(content_type=b"text/plain")]:
+        deps, inner = _deps(), _Inner()
+        deps.proxy = _Forwarder()
+        assert await _call(HotPaths(inner, deps), b"{}", path="/api/v1/chat/completions", **case) == (299, b"inner")
+        assert deps.proxy.calls == [], case
 
 
 async def test_other_routes_and_methods_are_not_touched():

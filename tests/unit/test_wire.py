@@ -6,7 +6,7 @@ from proxy_router.routing import Route, route_for
 from proxy_router.streams import ChunkMerger
 from refinery.events.envelope import Envelope
 from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
-from refinery.wire.anthropic_shapes import message_to_openai_completion
+from refinery.wire.anthropic import message_to_openai_completion
 from refinery.wire.openai_shapes import error_message_of, merge_metadata, usage_of
 
 

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-log = logging.getLogger("refinery.bus")
+from refinery.runtime.subscriptions import Subscriptions
 
-Handler = Callable[[list[dict]], Awaitable[None]]
+log = logging.getLogger("refinery.bus")
 
 
 async def assign_all(consumer: AIOKafkaConsumer, topic: str, offsets: dict[int, int]) -> None:
@@ -70,25 +70,45 @@ async def until_done(what: str, work: Callable[..., Awaitable[object]], *args: o
             await asyncio.sleep(1.0)
 
 
+class OffsetStore(Protocol):
+    """Where a self-positioned consumer keeps the offsets it reached (its own database)."""
+
+    def load_offsets(self, topic: str) -> dict[int, int]: ...
+
+    def save_offsets(self, topic: str, offsets: dict[int, int]) -> None: ...
+
+
 class Follower:
+    """Delivers one topic's events, typed, to `subscriptions`, saving offsets after each batch.
+
+    A record that is not for a handler here (unknown, unsubscribed or malformed: see
+    `Subscriptions.decode`) is skipped; a handler that raises is retried until it succeeds,
+    so nothing is skipped for a transient failure."""
+
     def __init__(
-        self, bootstrap: str, topic: str, load_offsets: Callable[[], dict[int, int]],
-        save_offsets: Callable[[dict[int, int]], None], handle: Handler, *, fetch_wait_ms: int = 20,
+        self, bootstrap: str, topic: str, subscriptions: Subscriptions, offsets: OffsetStore, *,
+        fetch_wait_ms: int = 20,
     ) -> None:
-        self._topic = topic
-        self._load = load_offsets
-        self._save = save_offsets
-        self._handle = handle
+        self.topic = topic
+        self.subscriptions = subscriptions
+        self._offsets = offsets
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_wait_ms,
         )
         self._task: asyncio.Task[None] | None = None
+        self.positions: dict[int, int] = {}
 
     async def start(self) -> None:
         await self._consumer.start()
-        await assign_all(self._consumer, self._topic, await asyncio.to_thread(self._load))
-        self._task = asyncio.create_task(self._run())
+        try:
+            self.positions = await asyncio.to_thread(self._offsets.load_offsets, self.topic)
+            await assign_all(self._consumer, self.topic, self.positions)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name=f"follow {self.topic}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -99,17 +119,16 @@ class Follower:
             await self._consumer.stop()
 
     async def _run(self) -> None:
+        subs = self.subscriptions
         while True:
             batches = await fetch(self._consumer, 1000)
             if not batches:
                 continue
-            events = []
             for msgs in batches.values():
                 for msg in msgs:
-                    try:
-                        events.append(orjson.loads(msg.value))
-                    except orjson.JSONDecodeError:
-                        log.error("undecodable event at %s:%s skipped", msg.partition, msg.offset)
+                    event = subs.decode(msg.value, f"{self.topic}:{msg.partition}:{msg.offset}")
+                    if event is not None:
+                        await until_done(f"handling {event.type}", subs.deliver, event)
             reached = positions_after(batches)
-            await until_done("handling events", self._handle, events)
-            await asyncio.to_thread(self._save, reached)
+            await until_done("saving offsets", asyncio.to_thread, self._offsets.save_offsets, self.topic, reached)
+            self.positions.update(reached)

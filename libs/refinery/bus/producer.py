@@ -119,7 +119,7 @@ class DurableProducer:
             return None
         return [Position(md.partition, md.offset + 1) for md in acks]
 
-    async def _to_spool(self, key: bytes, value: bytes) -> None:
+    async def _to_spool(self, key: bytes, value: bytes) -> Position | None:
         await asyncio.to_thread(self._spool.append, key, value)
         self.spooled_total += 1
         self._wake.set()

@@ -69,7 +69,7 @@ def _event_model(spec: EventSpec) -> type[BaseModel]:
         _schema_name(spec.type),
         __base__=Envelope,
         __doc__=_describe(spec),
-        type=(Literal[spec.type], ...),  # type: ignore[valid-type]
+        type=(Literal[spec.type], ...),  # type: ignore[arg-type]
         data=(spec.data, ...),
     )
 

@@ -13,6 +13,7 @@ another key's partition (request logs, the trainer's per-job stream).
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -42,7 +43,7 @@ class TopicSpec:
 class EventSpec:
     topic: str
     type: str
-    data: type[BaseModel]
+    data: builtins.type[BaseModel]
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     key: str

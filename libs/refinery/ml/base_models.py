@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from refinery.ml.chat_format import CHAT_TEMPLATE
 
 DEFAULT_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -146,10 +149,18 @@ def torch_threads() -> int:
     Why not all of them: the trainer, the inference worker and tests run side by side on the same cores, and an
     OpenMP team that spins on contended cores stalls. Measured on 2 busy cores, one LoRA step of SmolLM2-135M took
     1.6-2.5 s with 1 thread and 2-33 s with 2; on idle cores 2 threads gained little at this model size."""
-    configured = os.environ.get("REFINERY_TORCH_THREADS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
+    configured = TorchSettings().torch_threads
+    if configured:
+        return configured
     return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+class TorchSettings(BaseSettings):
+    """`REFINERY_TORCH_THREADS`: read by every process that runs torch (trainer, inference, tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="REFINERY_", extra="ignore")
+
+    torch_threads: int | None = Field(default=None, ge=1)
 
 
 def configure_torch() -> None:
@@ -176,7 +187,7 @@ def load_tokenizer(base_dir: Path) -> Any:
 
 
 def _download(model_id: str, cache_dir: Path) -> Path:
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
+    if os.environ.get("HF_HUB_OFFLINE") == "1":  # the hub's own variable, read when a download is asked for
         raise UnknownBaseModel(f"unknown base model {model_id!r}: not bundled and HF_HUB_OFFLINE=1")
     try:
         from huggingface_hub import model_info, snapshot_download

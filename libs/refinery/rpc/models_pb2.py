@@ -24,37 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19refinery/rpc/models.proto\x12\x0crefinery.rpc\";\n\x12\x43reateModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\",\n\x08ModelRef\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0c\n\x04slug\x18\x02 \x01(\t\"#\n\rModelResponse\x12\x12\n\nmodel_json\x18\x01 \x01(\x0c\"\'\n\x11ListModelsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\")\n\x12ListModelsResponse\x12\x13\n\x0bmodels_json\x18\x01 \x01(\x0c\"!\n\x13\x44\x65leteModelResponse\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x16TrainingEventsResponse\x12\x13\n\x0b\x65vents_json\x18\x01 \x01(\x0c\"/\n\x13\x43heckpointsResponse\x12\x18\n\x10\x63heckpoints_json\x18\x01 \x01(\x0c\"{\n\nResolution\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65\x66\x61ult_temperature\x18\x04 \x01(\x01\x12\x1f\n\x17has_default_temperature\x18\x05 \x01(\x08\"\x80\x01\n\nDeployment\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x64\x61pter_key\x18\x05 \x01(\t\x12\x15\n\rpruning_rules\x18\x06 \x03(\t\"\x14\n\x12\x44\x65ploymentsRequest\"D\n\x13\x44\x65ploymentsResponse\x12-\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x18.refinery.rpc.Deployment2\xab\x05\n\rModelRegistry\x12L\n\x0b\x43reateModel\x12 .refinery.rpc.CreateModelRequest\x1a\x1b.refinery.rpc.ModelResponse\x12?\n\x08GetModel\x12\x16.refinery.rpc.ModelRef\x1a\x1b.refinery.rpc.ModelResponse\x12O\n\nListModels\x12\x1f.refinery.rpc.ListModelsRequest\x1a .refinery.rpc.ListModelsResponse\x12H\n\x0b\x44\x65leteModel\x12\x16.refinery.rpc.ModelRef\x1a!.refinery.rpc.DeleteModelResponse\x12\x45\n\x0e\x43\x61ncelTraining\x12\x16.refinery.rpc.ModelRef\x1a\x1b.refinery.rpc.ModelResponse\x12N\n\x0eTrainingEvents\x12\x16.refinery.rpc.ModelRef\x1a$.refinery.rpc.TrainingEventsResponse\x12H\n\x0b\x43heckpoints\x12\x16.refinery.rpc.ModelRef\x1a!.refinery.rpc.CheckpointsResponse\x12;\n\x07Resolve\x12\x16.refinery.rpc.ModelRef\x1a\x18.refinery.rpc.Resolution\x12R\n\x0b\x44\x65ployments\x12 .refinery.rpc.DeploymentsRequest\x1a!.refinery.rpc.DeploymentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19refinery/rpc/models.proto\x12\x0crefinery.rpc\"\xc1\x01\n\x12SftHyperparameters\x12\x17\n\nbatch_size\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\x0f\x61uto_batch_size\x18\x02 \x01(\x08\x12%\n\x18learning_rate_multiplier\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nnum_epochs\x18\x04 \x01(\x05H\x02\x88\x01\x01\x42\r\n\x0b_batch_sizeB\x1b\n\x19_learning_rate_multiplierB\r\n\x0b_num_epochs\"\xf6\x01\n\x19PreferenceHyperparameters\x12\x0f\n\x07variant\x18\x01 \x01(\t\x12%\n\x18learning_rate_multiplier\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nnum_epochs\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\rtraining_beta\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0e\x61\x64\x61pter_weight\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\x1b\n\x19_learning_rate_multiplierB\r\n\x0b_num_epochsB\x10\n\x0e_training_betaB\x11\n\x0f_adapter_weight\"\x1d\n\x0ePruningRuleIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xbc\x03\n\x12\x43reateModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x12\n\ndataset_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12\x12\n\nenable_sft\x18\x06 \x01(\x08\x12 \n\x18\x65nable_preference_tuning\x18\x07 \x01(\x08\x12-\n\x03sft\x18\x08 \x01(\x0b\x32 .refinery.rpc.SftHyperparameters\x12;\n\npreference\x18\t \x01(\x0b\x32\'.refinery.rpc.PreferenceHyperparameters\x12\x36\n\x10pruning_rule_ids\x18\n \x01(\x0b\x32\x1c.refinery.rpc.PruningRuleIds\x12 \n\x13\x64\x65\x66\x61ult_temperature\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x14hyperparameters_json\x18\x0c \x01(\x0c\x12\x1c\n\x14training_config_json\x18\r \x01(\x0c\x42\x16\n\x14_default_temperature\",\n\x08ModelRef\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0c\n\x04slug\x18\x02 \x01(\t\"\xe7\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x12\n\ndataset_id\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x1a\n\rerror_message\x18\x06 \x01(\tH\x00\x88\x01\x01\x12 \n\x13\x64\x65\x66\x61ult_temperature\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\rpruning_rules\x18\x08 \x03(\t\x12\x13\n\x0bsnapshot_id\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nupdated_at\x18\x0b \x01(\x01\x12\x1c\n\x14hyperparameters_json\x18\x0c \x01(\x0c\x12\x1c\n\x14training_config_json\x18\r \x01(\x0c\x12\x14\n\x0cmetrics_json\x18\x0e \x01(\x0c\x42\x10\n\x0e_error_messageB\x16\n\x14_default_temperature\"\'\n\x11ListModelsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.refinery.rpc.Model\"!\n\x13\x44\x65leteModelResponse\x12\n\n\x02id\x18\x01 \x01(\t\"p\n\rTrainingEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x01\x12\r\n\x05level\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\x11\n\tdata_json\x18\x06 \x01(\x0c\"E\n\x16TrainingEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.refinery.rpc.TrainingEvent\"d\n\nCheckpoint\x12\x16\n\x0e\x63heckpoint_key\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x01\x12\r\n\x05phase\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x05\x12\x0c\n\x04step\x18\x05 \x01(\x05\"D\n\x13\x43heckpointsResponse\x12-\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x18.refinery.rpc.Checkpoint\"{\n\nResolution\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65\x66\x61ult_temperature\x18\x04 \x01(\x01\x12\x1f\n\x17has_default_temperature\x18\x05 \x01(\x08\"\x80\x01\n\nDeployment\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x64\x61pter_key\x18\x05 \x01(\t\x12\x15\n\rpruning_rules\x18\x06 \x03(\t\"\x14\n\x12\x44\x65ploymentsRequest\"D\n\x13\x44\x65ploymentsResponse\x12-\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x18.refinery.rpc.Deployment2\x93\x05\n\rModelRegistry\x12\x44\n\x0b\x43reateModel\x12 .refinery.rpc.CreateModelRequest\x1a\x13.refinery.rpc.Model\x12\x37\n\x08GetModel\x12\x16.refinery.rpc.ModelRef\x1a\x13.refinery.rpc.Model\x12O\n\nListModels\x12\x1f.refinery.rpc.ListModelsRequest\x1a .refinery.rpc.ListModelsResponse\x12H\n\x0b\x44\x65leteModel\x12\x16.refinery.rpc.ModelRef\x1a!.refinery.rpc.DeleteModelResponse\x12=\n\x0e\x43\x61ncelTraining\x12\x16.refinery.rpc.ModelRef\x1a\x13.refinery.rpc.Model\x12N\n\x0eTrainingEvents\x12\x16.refinery.rpc.ModelRef\x1a$.refinery.rpc.TrainingEventsResponse\x12H\n\x0b\x43heckpoints\x12\x16.refinery.rpc.ModelRef\x1a!.refinery.rpc.CheckpointsResponse\x12;\n\x07Resolve\x12\x16.refinery.rpc.ModelRef\x1a\x18.refinery.rpc.Resolution\x12R\n\x0b\x44\x65ployments\x12 .refinery.rpc.DeploymentsRequest\x1a!.refinery.rpc.DeploymentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'refinery.rpc.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEMODELREQUEST']._serialized_start=43
-  _globals['_CREATEMODELREQUEST']._serialized_end=102
-  _globals['_MODELREF']._serialized_start=104
-  _globals['_MODELREF']._serialized_end=148
-  _globals['_MODELRESPONSE']._serialized_start=150
-  _globals['_MODELRESPONSE']._serialized_end=185
-  _globals['_LISTMODELSREQUEST']._serialized_start=187
-  _globals['_LISTMODELSREQUEST']._serialized_end=226
-  _globals['_LISTMODELSRESPONSE']._serialized_start=228
-  _globals['_LISTMODELSRESPONSE']._serialized_end=269
-  _globals['_DELETEMODELRESPONSE']._serialized_start=271
-  _globals['_DELETEMODELRESPONSE']._serialized_end=304
-  _globals['_TRAININGEVENTSRESPONSE']._serialized_start=306
-  _globals['_TRAININGEVENTSRESPONSE']._serialized_end=351
-  _globals['_CHECKPOINTSRESPONSE']._serialized_start=353
-  _globals['_CHECKPOINTSRESPONSE']._serialized_end=400
-  _globals['_RESOLUTION']._serialized_start=402
-  _globals['_RESOLUTION']._serialized_end=525
-  _globals['_DEPLOYMENT']._serialized_start=528
-  _globals['_DEPLOYMENT']._serialized_end=656
-  _globals['_DEPLOYMENTSREQUEST']._serialized_start=658
-  _globals['_DEPLOYMENTSREQUEST']._serialized_end=678
-  _globals['_DEPLOYMENTSRESPONSE']._serialized_start=680
-  _globals['_DEPLOYMENTSRESPONSE']._serialized_end=748
-  _globals['_MODELREGISTRY']._serialized_start=751
-  _globals['_MODELREGISTRY']._serialized_end=1434
+  _globals['_SFTHYPERPARAMETERS']._serialized_start=44
+  _globals['_SFTHYPERPARAMETERS']._serialized_end=237
+  _globals['_PREFERENCEHYPERPARAMETERS']._serialized_start=240
+  _globals['_PREFERENCEHYPERPARAMETERS']._serialized_end=486
+  _globals['_PRUNINGRULEIDS']._serialized_start=488
+  _globals['_PRUNINGRULEIDS']._serialized_end=517
+  _globals['_CREATEMODELREQUEST']._serialized_start=520
+  _globals['_CREATEMODELREQUEST']._serialized_end=964
+  _globals['_MODELREF']._serialized_start=966
+  _globals['_MODELREF']._serialized_end=1010
+  _globals['_MODEL']._serialized_start=1013
+  _globals['_MODEL']._serialized_end=1372
+  _globals['_LISTMODELSREQUEST']._serialized_start=1374
+  _globals['_LISTMODELSREQUEST']._serialized_end=1413
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1415
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1472
+  _globals['_DELETEMODELRESPONSE']._serialized_start=1474
+  _globals['_DELETEMODELRESPONSE']._serialized_end=1507
+  _globals['_TRAININGEVENT']._serialized_start=1509
+  _globals['_TRAININGEVENT']._serialized_end=1621
+  _globals['_TRAININGEVENTSRESPONSE']._serialized_start=1623
+  _globals['_TRAININGEVENTSRESPONSE']._serialized_end=1692
+  _globals['_CHECKPOINT']._serialized_start=1694
+  _globals['_CHECKPOINT']._serialized_end=1794
+  _globals['_CHECKPOINTSRESPONSE']._serialized_start=1796
+  _globals['_CHECKPOINTSRESPONSE']._serialized_end=1864
+  _globals['_RESOLUTION']._serialized_start=1866
+  _globals['_RESOLUTION']._serialized_end=1989
+  _globals['_DEPLOYMENT']._serialized_start=1992
+  _globals['_DEPLOYMENT']._serialized_end=2120
+  _globals['_DEPLOYMENTSREQUEST']._serialized_start=2122
+  _globals['_DEPLOYMENTSREQUEST']._serialized_end=2142
+  _globals['_DEPLOYMENTSRESPONSE']._serialized_start=2144
+  _globals['_DEPLOYMENTSRESPONSE']._serialized_end=2212
+  _globals['_MODELREGISTRY']._serialized_start=2215
+  _globals['_MODELREGISTRY']._serialized_end=2874
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class ModelRegistryStub:
-    """Missing associated documentation comment in .proto file."""
+    """Refusals: NOT_FOUND (no such model); INVALID_ARGUMENT (a request the registry cannot train: unknown
+    dataset or base model, pruning rules not in the dataset); FAILED_PRECONDITION (the slug is taken in
+    the project, or the base is a model not trained yet: both a 400 to the API, as the SDK expects);
+    UNAVAILABLE (the dataset service).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -37,12 +41,12 @@ class ModelRegistryStub:
         self.CreateModel = channel.unary_unary(
                 '/refinery.rpc.ModelRegistry/CreateModel',
                 request_serializer=refinery_dot_rpc_dot_models__pb2.CreateModelRequest.SerializeToString,
-                response_deserializer=refinery_dot_rpc_dot_models__pb2.ModelResponse.FromString,
+                response_deserializer=refinery_dot_rpc_dot_models__pb2.Model.FromString,
                 _registered_method=True)
         self.GetModel = channel.unary_unary(
                 '/refinery.rpc.ModelRegistry/GetModel',
                 request_serializer=refinery_dot_rpc_dot_models__pb2.ModelRef.SerializeToString,
-                response_deserializer=refinery_dot_rpc_dot_models__pb2.ModelResponse.FromString,
+                response_deserializer=refinery_dot_rpc_dot_models__pb2.Model.FromString,
                 _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/refinery.rpc.ModelRegistry/ListModels',
@@ -57,7 +61,7 @@ class ModelRegistryStub:
         self.CancelTraining = channel.unary_unary(
                 '/refinery.rpc.ModelRegistry/CancelTraining',
                 request_serializer=refinery_dot_rpc_dot_models__pb2.ModelRef.SerializeToString,
-                response_deserializer=refinery_dot_rpc_dot_models__pb2.ModelResponse.FromString,
+                response_deserializer=refinery_dot_rpc_dot_models__pb2.Model.FromString,
                 _registered_method=True)
         self.TrainingEvents = channel.unary_unary(
                 '/refinery.rpc.ModelRegistry/TrainingEvents',
@@ -82,7 +86,11 @@ class ModelRegistryStub:
 
 
 class ModelRegistryServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Refusals: NOT_FOUND (no such model); INVALID_ARGUMENT (a request the registry cannot train: unknown
+    dataset or base model, pruning rules not in the dataset); FAILED_PRECONDITION (the slug is taken in
+    the project, or the base is a model not trained yet: both a 400 to the API, as the SDK expects);
+    UNAVAILABLE (the dataset service).
+    """
 
     def CreateModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -144,12 +152,12 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'CreateModel': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateModel,
                     request_deserializer=refinery_dot_rpc_dot_models__pb2.CreateModelRequest.FromString,
-                    response_serializer=refinery_dot_rpc_dot_models__pb2.ModelResponse.SerializeToString,
+                    response_serializer=refinery_dot_rpc_dot_models__pb2.Model.SerializeToString,
             ),
             'GetModel': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModel,
                     request_deserializer=refinery_dot_rpc_dot_models__pb2.ModelRef.FromString,
-                    response_serializer=refinery_dot_rpc_dot_models__pb2.ModelResponse.SerializeToString,
+                    response_serializer=refinery_dot_rpc_dot_models__pb2.Model.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -164,7 +172,7 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'CancelTraining': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTraining,
                     request_deserializer=refinery_dot_rpc_dot_models__pb2.ModelRef.FromString,
-                    response_serializer=refinery_dot_rpc_dot_models__pb2.ModelResponse.SerializeToString,
+                    response_serializer=refinery_dot_rpc_dot_models__pb2.Model.SerializeToString,
             ),
             'TrainingEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.TrainingEvents,
@@ -195,7 +203,11 @@ def add_ModelRegistryServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ModelRegistry:
-    """Missing associated documentation comment in .proto file."""
+    """Refusals: NOT_FOUND (no such model); INVALID_ARGUMENT (a request the registry cannot train: unknown
+    dataset or base model, pruning rules not in the dataset); FAILED_PRECONDITION (the slug is taken in
+    the project, or the base is a model not trained yet: both a 400 to the API, as the SDK expects);
+    UNAVAILABLE (the dataset service).
+    """
 
     @staticmethod
     def CreateModel(request,
@@ -213,7 +225,7 @@ class ModelRegistry:
             target,
             '/refinery.rpc.ModelRegistry/CreateModel',
             refinery_dot_rpc_dot_models__pb2.CreateModelRequest.SerializeToString,
-            refinery_dot_rpc_dot_models__pb2.ModelResponse.FromString,
+            refinery_dot_rpc_dot_models__pb2.Model.FromString,
             options,
             channel_credentials,
             insecure,
@@ -240,7 +252,7 @@ class ModelRegistry:
             target,
             '/refinery.rpc.ModelRegistry/GetModel',
             refinery_dot_rpc_dot_models__pb2.ModelRef.SerializeToString,
-            refinery_dot_rpc_dot_models__pb2.ModelResponse.FromString,
+            refinery_dot_rpc_dot_models__pb2.Model.FromString,
             options,
             channel_credentials,
             insecure,
@@ -321,7 +333,7 @@ class ModelRegistry:
             target,
             '/refinery.rpc.ModelRegistry/CancelTraining',
             refinery_dot_rpc_dot_models__pb2.ModelRef.SerializeToString,
-            refinery_dot_rpc_dot_models__pb2.ModelResponse.FromString,
+            refinery_dot_rpc_dot_models__pb2.Model.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,8 @@ class RedisCache(ResponseCache):
         self._prefix = prefix
 
     async def get(self, key: str) -> bytes | None:
-        return await self._redis.get(self._prefix + key)
+        value = await self._redis.get(self._prefix + key)
+        return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: bytes, ttl_s: int) -> None:
         await self._redis.set(self._prefix + key, value, ex=ttl_s)

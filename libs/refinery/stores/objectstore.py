@@ -6,6 +6,7 @@ written and read as streams, so a 500 MB upload never sits in memory.
 
 from __future__ import annotations
 
+import functools
 import io
 import queue
 import threading
@@ -41,7 +42,7 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         while not self._done and (size < 0 or len(self._buf) < size):
             try:
                 self._buf += next(self._chunks)
@@ -102,7 +103,7 @@ class ObjectStore:
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
         result = self._client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
-        return ObjectInfo(key, len(data), result.etag)
+        return ObjectInfo(key, len(data), result.etag or "")
 
     def put_stream(
         self, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream"
@@ -110,9 +111,10 @@ class ObjectStore:
         """Multipart upload of a stream of unknown length; memory stays near one part."""
         counter = _Counting(chunks)
         result = self._client.put_object(
-            self.bucket, key, _ChunkReader(counter), -1, part_size=PART_SIZE, content_type=content_type
+            self.bucket, key, _ChunkReader(counter), -1,  # type: ignore[arg-type]  # read() is all minio uses
+            part_size=PART_SIZE, content_type=content_type,
         )
-        return ObjectInfo(key, counter.total, result.etag)
+        return ObjectInfo(key, counter.total, result.etag or "")
 
     def get_bytes(self, key: str) -> bytes:
         resp = self._get(key)
@@ -175,7 +177,7 @@ class ObjectStore:
             if path.is_file():
                 with path.open("rb") as fh:
                     self.put_stream(f"{prefix}/{path.relative_to(local).as_posix()}",
-                                    iter(lambda fh=fh: fh.read(1024 * 1024), b""))
+                                    iter(functools.partial(fh.read, 1024 * 1024), b""))
         return prefix
 
     def get_dir(self, prefix: str, local: Path) -> Path:

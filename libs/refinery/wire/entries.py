@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from refinery.wire.anthropic import anthropic_request_to_openai, looks_anthropic
+
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 SPLITS = ("TRAIN", "TEST")
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
@@ -30,7 +32,6 @@ _PART_TYPES: dict[str, frozenset[str]] = {
     "function": frozenset({"text"}),
     "assistant": frozenset({"text", "refusal"}),
 }
-_ANTHROPIC_TOOL_BLOCKS = frozenset({"tool_use", "tool_result"})
 
 
 class EntryError(ValueError):
@@ -378,160 +379,7 @@ def input_messages(entry: Entry) -> list[dict[str, Any]]:
     return entry.messages[:-1]
 
 
-# ------------------------------------------------------------------------------------------- Anthropic
-
-
-def _block_texts(blocks: Any) -> list[str]:
-    if not isinstance(blocks, list):
-        return []
-    return [b["text"] for b in blocks
-            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
-
-
-def _tool_result_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(_block_texts(content))
-
-
-def _image_part(block: dict[str, Any]) -> dict[str, Any] | None:
-    source = block.get("source")
-    if not isinstance(source, dict):
-        return None
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type', '')};base64,{source.get('data', '')}"
-    elif source.get("type") == "url" and isinstance(source.get("url"), str):
-        url = source["url"]
-    else:
-        return None
-    return {"type": "image_url", "image_url": {"url": url}}
-
-
-def _anthropic_user(msg: dict[str, Any]) -> list[dict[str, Any]]:
-    """A user turn → tool messages for its tool_result blocks first, then what the user wrote, if anything."""
-    content = msg.get("content")
-    if not isinstance(content, list):
-        return [{"role": "user", "content": content}]
-    out: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] = []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "tool_result":
-            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                        "content": _tool_result_text(block.get("content"))})
-        elif kind == "text" and isinstance(block.get("text"), str):
-            parts.append({"type": "text", "text": block["text"]})
-        elif kind == "image":
-            image = _image_part(block)
-            if image is not None:
-                parts.append(image)
-    if len(parts) == 1 and parts[0]["type"] == "text":
-        out.append({"role": "user", "content": parts[0]["text"]})
-    elif parts:
-        out.append({"role": "user", "content": parts})
-    return out
-
-
-def _anthropic_assistant(msg: dict[str, Any]) -> dict[str, Any]:
-    content = msg.get("content")
-    if not isinstance(content, list):
-        return {"role": "assistant", "content": content}
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input", {})).decode()
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"), "arguments": arguments}})
-    out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        out["tool_calls"] = calls
-    return out
-
-
-def _anthropic_tool_choice(choice: Any) -> Any:
-    if not isinstance(choice, dict):
-        return None
-    kind = choice.get("type")
-    if kind == "auto":
-        return "auto"
-    if kind == "any":
-        return "required"
-    if kind == "none":
-        return "none"
-    if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name")}}
-    return None
-
-
-def anthropic_request_to_openai(req: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic Messages request → OpenAI chat request, so datasets hold one format whatever the client spoke.
-
-    Unconvertible blocks (documents, thinking, server tools) are dropped; validation happens in parse_entry.
-    """
-    out: dict[str, Any] = {}
-    for key in ("model", "max_tokens", "temperature", "top_p"):
-        if key in req:
-            out[key] = req[key]
-    if "stop_sequences" in req:
-        out["stop"] = req["stop_sequences"]
-
-    messages: list[dict[str, Any]] = []
-    system = req.get("system")
-    system_text = system if isinstance(system, str) else "\n".join(_block_texts(system))
-    if system_text:
-        messages.append({"role": "system", "content": system_text})
-    for msg in req.get("messages") or []:
-        if not isinstance(msg, dict):
-            continue
-        role = msg.get("role")
-        if role == "user":
-            messages.extend(_anthropic_user(msg))
-        elif role == "assistant":
-            messages.append(_anthropic_assistant(msg))
-        else:
-            messages.append(dict(msg))
-    out["messages"] = messages
-
-    tools: list[dict[str, Any]] = []
-    for tool in req.get("tools") or []:
-        # Server tools (web_search, bash...) carry a versioned type and no input_schema: nothing to train on.
-        if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
-            continue
-        fn: dict[str, Any] = {"name": tool.get("name")}
-        if tool.get("description") is not None:
-            fn["description"] = tool["description"]
-        if tool.get("input_schema") is not None:
-            fn["parameters"] = tool["input_schema"]
-        tools.append({"type": "function", "function": fn})
-    if tools:
-        out["tools"] = tools
-    choice = _anthropic_tool_choice(req.get("tool_choice"))
-    if choice is not None:
-        out["tool_choice"] = choice
-    return out
-
-
 # ------------------------------------------------------------------------------------------------- logs
-
-
-def _looks_anthropic(req: dict[str, Any]) -> bool:
-    """Anthropic-shaped even when logged as plain "report": a top-level system or tool_use/tool_result blocks."""
-    if isinstance(req.get("system"), (str, list)):
-        return True
-    for msg in req.get("messages") or []:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(content, list) and any(
-            isinstance(b, dict) and b.get("type") in _ANTHROPIC_TOOL_BLOCKS for b in content
-        ):
-            return True
-    return False
 
 
 def _output_message(resp: Any) -> dict[str, Any] | None:
@@ -562,7 +410,7 @@ def entry_from_log(log: dict[str, Any]) -> Entry | None:
     req = log.get("reqPayload")
     if output is None or not isinstance(req, dict):
         return None
-    if log.get("source") == "report-anthropic" or _looks_anthropic(req):
+    if log.get("source") == "report-anthropic" or looks_anthropic(req):
         req = anthropic_request_to_openai(req)
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:

@@ -1,0 +1,1 @@
+"""The service kernel (`kernel`), typed subscriptions (`subscriptions`) and an in-memory bus for tests."""

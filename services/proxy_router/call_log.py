@@ -1,0 +1,59 @@
+"""The `request_log.recorded` event of a proxied call, built and published off the response path.
+
+The publish is registered as pending before the client gets its answer, so a read that
+follows the answer waits for it (see `pending.py`), while the bus's latency is never added
+to the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import orjson
+from refinery.bus.producer import DurableProducer
+from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
+from refinery.wire.openai_shapes import completion_id_of, error_message_of, usage_of
+from refinery.wire.pricing import cost_usd
+
+from proxy_router.chat_request import ChatRequest
+from proxy_router.pending import PendingLogs
+
+
+class CallLog:
+    def __init__(self, producer: DurableProducer, pending: PendingLogs) -> None:
+        self._producer = producer
+        self._pending = pending
+
+    def answered(
+        self, call: ChatRequest, provider: str, status: int, resp: Any, *, ok: bool, cache_hit: bool = False,
+    ) -> None:
+        """An answer from the upstream (or the cache): its usage when it succeeded, its error when not."""
+        if ok:
+            self.record(call, provider=provider, status_code=status, resp_payload=resp, usage=usage_of(resp),
+                        completion_id=completion_id_of(resp), cache_hit=cache_hit)
+        else:
+            self.record(call, provider=provider, status_code=status, resp_payload=resp,
+                        error_message=error_message_of(resp) or f"upstream returned {status}")
+
+    def failed(self, call: ChatRequest, provider: str, status: int, message: str) -> None:
+        """A call that got no answer from an upstream: the proxy's own error."""
+        self.record(call, provider=provider, status_code=status, error_message=message)
+
+    def record(self, call: ChatRequest, **fields: Any) -> None:
+        if not call.log_enabled:
+            return
+        fields = {**call.log_fields(), **fields, "completed_at": time.time() * 1000}
+        if "usage" in fields:
+            fields["cost_usd"] = cost_usd(fields["model"], fields["usage"])
+        record = RequestLogRecorded(source="proxy", received_at=time.time() * 1000, **fields)
+        try:
+            value = request_log_recorded(call.project_id, record).to_bytes()
+        except orjson.JSONEncodeError:
+            # An upstream answer nested deeper than orjson writes: keep it as JSON text, never drop it.
+            text = {k: json.dumps(fields.get(k)) for k in ("req_payload", "resp_payload")}
+            value = request_log_recorded(call.project_id, record.model_copy(update=text)).to_bytes()
+        publish = asyncio.ensure_future(self._producer.publish(call.project_id.encode(), value))
+        self._pending.track(call.project_id, publish)

@@ -1,0 +1,123 @@
+"""A client's chat request, parsed once: the checks its body must pass and what the call reads from it.
+
+The body is parsed with orjson and never re-validated or re-serialised here: the checks read
+the parsed value, and the received bytes are what is forwarded unless a field must change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from refinery.wire.openai_shapes import merge_metadata
+
+from proxy_router.caching import cache_key, cache_mode
+from proxy_router.errors import ProxyError
+
+# orjson parses 1024 levels but writes at most 254, and the log must be written: refuse the rest.
+MAX_LOGGED_DEPTH = 254
+TOO_DEEP = "body nests too deeply to be logged"
+_RECURSION = "Recursion limit reached"  # orjson's words when writing it would fail
+
+
+_CONTAINERS = frozenset((dict, list))  # what orjson.loads makes of objects and arrays, exactly
+
+
+def nests_deeper_than(value: Any, limit: int, raw: bytes | None = None) -> bool:
+    """Whether `value`, as orjson parsed it, holds objects or arrays more than `limit` levels deep.
+
+    `raw`, the bytes it was parsed from, settles almost every body at C speed: each level opens
+    with a `{` or `[`, so a body with no more of those than `limit` cannot be deeper (brackets
+    inside strings only make the count larger, never wrong). Otherwise the walk goes one level
+    at a time, never recursing, and stops at the first level that is empty (fine) or past
+    `limit` (too deep). It visits containers, not text.
+    """
+    if raw is not None and (len(raw) <= 2 * limit or raw.count(b"{") + raw.count(b"[") <= limit):
+        return False
+    level = [value] if type(value) in _CONTAINERS else []
+    for _ in range(limit):
+        if not level:
+            return False
+        level = [child for node in level for child in (node.values() if type(node) is dict else node)
+                 if type(child) in _CONTAINERS]
+    return bool(level)
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One proxied call as the steps after parsing see it."""
+
+    project_id: str
+    raw: bytes
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    log_enabled: bool
+    metadata: dict[str, str]
+    cache_read: bool
+    cache_write: bool
+    cache_key: str
+    started: float  # perf_counter() when the call arrived
+    requested_at: float  # ms since epoch
+
+    def log_fields(self) -> dict[str, Any]:
+        """What every log of this call carries, whatever the answer."""
+        return {"requested_at": self.requested_at, "model": self.model, "req_payload": self.body,
+                "metadata": self.metadata}
+
+    def overhead_ms(self, upstream_s: float = 0.0) -> float:
+        """Milliseconds spent on this call so far that were not the upstream's."""
+        return (time.perf_counter() - self.started - upstream_s) * 1000
+
+    def setup_ms(self, upstream_started: float) -> float:
+        """Milliseconds before the upstream was called: the proxy's whole share of a stream."""
+        return (upstream_started - self.started) * 1000
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProxyError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProxyError(400, "body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise ProxyError(400, "`model` is required and must be a string")
+    if not isinstance(body.get("messages"), list):
+        raise ProxyError(400, "`messages` is required and must be an array")
+    return body
+
+
+def _metadata(body: dict[str, Any], raw: bytes, tags_header: str | None) -> dict[str, str]:
+    tags: Any = None
+    if tags_header:
+        try:
+            tags = orjson.loads(tags_header)
+        except orjson.JSONDecodeError:
+            raise ProxyError(400, "`op-tags` header must be a JSON object") from None
+    if nests_deeper_than(body, MAX_LOGGED_DEPTH, raw):
+        raise ProxyError(400, f"{TOO_DEEP}: {_RECURSION}")
+    try:
+        return merge_metadata(body.get("metadata"), tags)
+    except orjson.JSONEncodeError as exc:  # a tag nested past what orjson writes
+        raise ProxyError(400, f"{TOO_DEEP}: {exc}") from None
+
+
+def parse_chat_request(
+    project_id: str, raw: bytes, headers: Mapping[str, str], started: float, requested_at: float,
+) -> ChatRequest:
+    """The call, or the `ProxyError` (400) that names what is wrong with it."""
+    body = _body(raw)
+    metadata = _metadata(body, raw, headers.get("op-tags"))
+    stream = body.get("stream") is True
+    read, write = cache_mode(headers.get("op-cache")) if not stream else (False, False)
+    return ChatRequest(
+        project_id=project_id, raw=raw, body=body, model=body["model"], stream=stream,
+        log_enabled=headers.get("op-log-request", "true").lower() != "false" and body.get("store") is not False,
+        metadata=metadata, cache_read=read, cache_write=write,
+        cache_key=cache_key(project_id, body) if read or write else "",
+        started=started, requested_at=requested_at,
+    )

@@ -1,0 +1,118 @@
+"""Answers going back to the client: a plain body, or a stream relayed as it arrives.
+
+Every answer carries the proxy's own share of the time in `x-refinery-overhead-ms`; in a
+stream that is the set-up before the upstream answered. A stream's log is handed over
+(`on_done`) before its final marker is written, so the client's next read sees the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from refinery.wire.anthropic import DONE, StreamTranslator
+
+from proxy_router.streams import ChunkMerger
+
+log = logging.getLogger("refinery.proxy_router")
+
+OVERHEAD_HEADER = "x-refinery-overhead-ms"
+OnDone = Callable[[dict[str, Any]], None]
+
+
+def plain_response(
+    body: bytes, status: int, content_type: str, overhead_ms: float, extra: dict[str, str] | None = None,
+) -> web.Response:
+    headers = {"content-type": content_type, OVERHEAD_HEADER: f"{overhead_ms:.2f}", **(extra or {})}
+    return web.Response(body=body, status=status, headers=headers)
+
+
+class _Downstream:
+    """The client's side of a stream, opened with the first bytes written (or at the end)."""
+
+    def __init__(self, request: web.Request, overhead_ms: float) -> None:
+        self._request = request
+        self._prepared = False
+        self.response = web.StreamResponse(status=200, headers={
+            "content-type": "text/event-stream", "cache-control": "no-cache", OVERHEAD_HEADER: f"{overhead_ms:.2f}",
+        })
+
+    async def write(self, data: bytes) -> None:
+        if not self._prepared:
+            await self.response.prepare(self._request)
+            self._prepared = True
+        await self.response.write(data)
+
+    async def close(self) -> web.StreamResponse:
+        if not self._prepared:
+            await self.response.prepare(self._request)
+        await self.response.write_eof()
+        return self.response
+
+
+class _Once:
+    """Hands the merged completion to `on_done` the first time it is called, never again."""
+
+    def __init__(self, completion: Callable[[], dict[str, Any]], on_done: OnDone) -> None:
+        self._completion = completion
+        self._on_done = on_done
+        self.done = False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            self._on_done(self._completion())
+
+
+async def relay_stream(
+    request: web.Request, up: aiohttp.ClientResponse, overhead_ms: float, on_done: OnDone,
+) -> web.StreamResponse:
+    """An OpenAI-compatible stream, relayed line for line; the log holds the merged chunks."""
+    out = _Downstream(request, overhead_ms)
+    merger = ChunkMerger()
+    finish = _Once(merger.completion, on_done)
+    async for line in up.content:
+        if line.startswith(b"data:"):
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                finish()
+            elif data:
+                try:
+                    merger.add(orjson.loads(data))
+                except (orjson.JSONDecodeError, AttributeError, TypeError):
+                    log.warning("unparseable stream chunk from upstream")
+        await out.write(line)
+    finish()  # an upstream that ended without [DONE] is logged all the same
+    return await out.close()
+
+
+async def relay_anthropic_stream(
+    request: web.Request, up: aiohttp.ClientResponse, translator: StreamTranslator, overhead_ms: float,
+    on_done: OnDone,
+) -> web.StreamResponse:
+    """Anthropic stream events, relayed as OpenAI chunks; the log holds them merged, with the usage."""
+    out = _Downstream(request, overhead_ms)
+    merger = ChunkMerger()
+
+    def completion() -> dict[str, Any]:
+        return {**merger.completion(), "usage": translator.total_usage()}
+
+    finish = _Once(completion, on_done)
+    async for line in up.content:
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            event = orjson.loads(line[5:].strip())
+        except orjson.JSONDecodeError:
+            continue
+        for chunk in translator.feed(event):
+            if chunk == DONE:
+                finish()
+            else:
+                merger.add(orjson.loads(chunk[6:]))
+            await out.write(chunk)
+    return await out.close()
