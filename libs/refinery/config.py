@@ -30,6 +30,10 @@ class ServiceSettings(BaseSettings):
     datasets_topic: str = DATASETS_TOPIC
     models_topic: str = MODELS_TOPIC
     topic_partitions: int = Field(default=4, ge=1)
+    bus_max_event_bytes: int = Field(
+        default=15 * 1024 * 1024, ge=64 * 1024,
+        description="Largest event a service writes; larger writes are refused (413) before they are "
+                    "acknowledged. Keep it under the broker's message.max.bytes (Kafka's default is 1 MiB).")
     log_level: str = "WARNING"
     model_cache_dir: Path | None = Field(
         default=None, description="Base models converted or downloaded once; default <data_dir>/models")

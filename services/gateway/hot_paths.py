@@ -90,7 +90,8 @@ class HotPaths:
     async def _report(self, project_id: str, headers: dict[bytes, bytes], body: bytes, send: Send) -> bool:
         try:
             event = recording.report_event(project_id, ReportRequest.model_validate_json(body), "report")
-        except (ValidationError, ValueError, ApiError):
+            self.deps.producer.check_size(project_id.encode(), event)
+        except (ValidationError, ValueError, ApiError):  # EventTooLarge is a ValueError
             return False  # the FastAPI route says what is wrong
         await recording.publish(self.deps, project_id, event)
         await send({"type": "http.response.start", "status": 200,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from refinery.bus.producer import EventTooLarge
 from refinery.events.request_logs import LogSource, request_log_recorded
 
 from gateway.errors import ApiError
@@ -26,6 +27,11 @@ def report_event(project_id: str, body: ReportRequest, source: LogSource) -> byt
 
 
 async def publish(deps: Any, project_id: str, event: bytes) -> None:
-    """Durable on the bus (or in the spool) before it returns; reads of the project then wait for it."""
-    pos = await deps.producer.publish(project_id.encode(), event)
+    """Durable on the bus (or in the spool) before it returns; reads of the project then wait for it.
+    A 413 naming the limit when the bus could never take the event: refused before anything is kept."""
+    try:
+        pos = await deps.producer.publish(project_id.encode(), event)
+    except EventTooLarge as exc:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"The report is too large to log: {exc}", [
+            f"reqPayload/respPayload: at most {exc.limit} bytes once logged (the log event was {exc.size})"]) from exc
     deps.reads.acknowledged(project_id, pos)

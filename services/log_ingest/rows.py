@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from refinery.events.request_logs import RequestLogRecorded
+from refinery.events.request_logs import RequestLogRecorded, clamp_tokens
 from refinery.runtime.subscriptions import Event
 
 
@@ -36,8 +36,8 @@ def event_to_row(event: Event[RequestLogRecorded], offset: int) -> list[Any]:
         data.error_message,
         data.completion_id or "",
         data.cache_hit,
-        usage.prompt_tokens if usage else 0,
-        usage.completion_tokens if usage else 0,
+        clamp_tokens(usage.prompt_tokens) if usage else 0,  # an event from any writer: never a row the store refuses
+        clamp_tokens(usage.completion_tokens) if usage else 0,
         data.cost_usd,
         _json_text(data.req_payload),
         _json_text(data.resp_payload),

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import orjson
-from refinery.bus.producer import DurableProducer, Position
+from refinery.bus.producer import DurableProducer, EventTooLarge, Position
 from refinery.events.request_logs import RequestLogMetadataUpdated, request_log_metadata_updated
 from refinery.rpc import logs_pb2, logs_pb2_grpc
 from refinery.stores.logstore import FilterError, LogFilter, LogStore, row_to_api, row_to_export, row_to_import
@@ -23,6 +23,9 @@ def _positions(msg_positions) -> list[Position]:
 
 def _filters(msg_filters) -> list[LogFilter]:
     return [LogFilter(f.field, f.value, f.value_type or "string") for f in msg_filters]
+
+
+UPDATE_CHUNK = 10_000
 
 
 class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
@@ -69,19 +72,25 @@ class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
         ids = await self._in_store(
             context, self._store.matching_ids, request.project_id, _filters(request.filters)
         )
-        if ids:
+        # One event per UPDATE_CHUNK logs: an update of a whole project stays far below the bus's
+        # event limit (ids are ~35 bytes each), and the chunks apply in order on the project's partition.
+        last = None
+        spooled = False
+        for start in range(0, len(ids), UPDATE_CHUNK):
             env = request_log_metadata_updated(
-                request.project_id, RequestLogMetadataUpdated(log_ids=ids, patch=patch)
+                request.project_id, RequestLogMetadataUpdated(log_ids=ids[start:start + UPDATE_CHUNK], patch=patch)
             )
-            pos = await self._producer.publish(request.project_id.encode(), env.to_bytes())
-            if pos is None:
-                drained = await self._producer.wait_spool_drained(self._read_wait_s)
-                if not drained:
-                    await context.abort(
-                        grpc.StatusCode.UNAVAILABLE, "update recorded but the bus is unreachable"
-                    )
-            else:
-                await self._bound([logs_pb2.Position(partition=pos.partition, offset=pos.offset)], context)
+            try:
+                pos = await self._producer.publish(request.project_id.encode(), env.to_bytes())
+            except EventTooLarge as exc:  # the patch itself is too large: nothing was written for this chunk
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"metadata too large to record: {exc}")
+            spooled = spooled or pos is None
+            last = pos or last
+        if spooled:
+            if not await self._producer.wait_spool_drained(self._read_wait_s):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "update recorded but the bus is unreachable")
+        elif last is not None:
+            await self._bound([logs_pb2.Position(partition=last.partition, offset=last.offset)], context)
         return logs_pb2.UpdateMetadataResponse(matched_logs=len(ids))
 
     async def Export(self, request, context) -> AsyncIterator[logs_pb2.ExportChunk]:

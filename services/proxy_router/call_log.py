@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import orjson
-from refinery.bus.producer import DurableProducer
+from refinery.bus.producer import DurableProducer, EventTooLarge, Position
 from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
 from refinery.wire.openai_shapes import completion_id_of, error_message_of, usage_of
 from refinery.wire.pricing import cost_usd
@@ -55,5 +55,14 @@ class CallLog:
             # An upstream answer nested deeper than orjson writes: keep it as JSON text, never drop it.
             text = {k: json.dumps(fields.get(k)) for k in ("req_payload", "resp_payload")}
             value = request_log_recorded(call.project_id, record.model_copy(update=text)).to_bytes()
-        publish = asyncio.ensure_future(self._producer.publish(call.project_id.encode(), value))
+        publish = asyncio.ensure_future(self._publish(call.project_id.encode(), value))
         self._pending.track(call.project_id, publish)
+
+    async def _publish(self, key: bytes, value: bytes) -> Position | None:
+        """The log on the bus, or, when the bus can never take one this large, in the dead-letter
+        file with the reason (the answer was already sent: there is no client left to tell)."""
+        try:
+            return await self._producer.publish(key, value)
+        except EventTooLarge as exc:
+            await asyncio.to_thread(self._producer.set_aside, key, value, f"log of a proxied call: {exc}")
+            return None

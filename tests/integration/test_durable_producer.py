@@ -84,3 +84,43 @@ async def test_acknowledged_positions_bound_reads(bootstrap, tmp_path):
     finally:
         await consumer.stop()
     assert sorted(seen) == sorted(b"v%d" % i for i in range(30))
+
+
+async def test_an_event_the_bus_can_never_take_is_refused_and_never_blocks_the_spool(tansu, tmp_path):
+    """Too large is permanent: publish refuses it before writing anything (the caller answers 413),
+    and one already in a spool (written by an older version) is set aside as a dead letter while
+    the records behind it are delivered."""
+    from refinery.bus.producer import EventTooLarge
+    from refinery.bus.spool import Spool
+
+    topic = f"too-large-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(tansu.bootstrap, {topic: 1})
+    spool_dir = tmp_path / "spool"
+    old = Spool(spool_dir)  # what a crashed writer left: a poison record, then good ones
+    old.append(b"k", b"x" * (2 * 1024 * 1024))
+    old.append(b"k", b"behind-1")
+    old.append(b"k", b"behind-2")
+    old.close()
+    producer = DurableProducer(tansu.bootstrap, topic, spool_dir, ack_timeout_s=2.0, max_event_bytes=1024 * 1024)
+    await producer.start()
+    try:
+        with pytest.raises(EventTooLarge, match="at most 1048576"):
+            await producer.publish(b"k", b"y" * (1024 * 1024 + 1))
+        assert await producer.wait_spool_drained(30)
+        assert await producer.publish(b"k", b"after") is not None
+    finally:
+        await producer.stop()
+    [(key, reason, value)] = producer.dead_letters.read()
+    assert key == b"k" and len(value) == 2 * 1024 * 1024 and "too large" in reason
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=tansu.bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        async with asyncio.timeout(20):
+            while b"after" not in values:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    values.extend(m.value for m in msgs)
+    finally:
+        await consumer.stop()
+    assert [v for i, v in enumerate(values) if v not in values[:i]] == [b"behind-1", b"behind-2", b"after"]

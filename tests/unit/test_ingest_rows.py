@@ -50,3 +50,11 @@ def test_an_event_missing_a_required_field_is_skipped_and_counted() -> None:
     del body["data"]["received_at"]
     assert decoder.decode(orjson.dumps(body), "t:0:7") is None
     assert decoder.stats.malformed == 1
+
+
+def test_token_counts_the_store_cannot_hold_are_clamped_not_fatal() -> None:
+    for sent, stored in ((-1, 0), (2**40, 2**32 - 1), (7, 7)):
+        usage = Usage(prompt_tokens=sent, completion_tokens=sent)
+        log = RequestLogRecorded(source="report", received_at=5.0, usage=usage)
+        row = dict(zip(COLUMNS, event_to_row(_decoded(log), 0), strict=True))
+        assert (row["prompt_tokens"], row["completion_tokens"]) == (stored, stored)

@@ -31,3 +31,50 @@ def test_torn_tail_is_dropped(tmp_path: Path):
     data = spool.path.read_bytes()
     spool.path.write_bytes(data[:-1])  # a crash mid-write of the last (unacknowledged) record
     assert [k for _, k, _ in Spool(tmp_path).pending()] == [b"a"]
+
+
+def test_a_torn_tail_is_quarantined_at_open_and_later_records_stay_reachable(tmp_path) -> None:
+    from refinery.bus.spool import Spool
+
+    spool = Spool(tmp_path)
+    spool.append(b"k", b"acknowledged")
+    spool.close()
+    with open(tmp_path / "spool.bin", "ab") as f:  # a crash mid-write: half a frame
+        f.write(b"\x40\x00\x00\x00\x01\x02\x03\x04\x01\x00k-partial")
+    again = Spool(tmp_path)
+    assert again.quarantined is not None and again.quarantined.read_bytes().endswith(b"k-partial")
+    again.append(b"k", b"after the crash")
+    assert [v for _, _, v in again.pending()] == [b"acknowledged", b"after the crash"]
+    again.close()
+
+
+def test_an_append_that_fails_half_way_leaves_no_torn_frame(tmp_path, monkeypatch) -> None:
+    import os
+
+    import pytest
+    from refinery.bus.spool import Spool
+
+    spool = Spool(tmp_path)
+    spool.append(b"k", b"one")
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        spool.append(b"k", b"never acknowledged")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    spool.append(b"k", b"two")
+    assert [v for _, _, v in spool.pending()] == [b"one", b"two"]
+    spool.close()
+
+
+def test_dead_letters_keep_the_record_and_the_reason(tmp_path) -> None:
+    from refinery.bus.spool import DeadLetters
+
+    letters = DeadLetters(tmp_path)
+    letters.add(b"p1", b"x" * 100, "too large for the bus")
+    letters.add(b"p2", b"{}", "refused by the broker")
+    assert DeadLetters(tmp_path).read() == [(b"p1", "too large for the bus", b"x" * 100),
+                                            (b"p2", "refused by the broker", b"{}")]

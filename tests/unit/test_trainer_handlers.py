@@ -50,3 +50,19 @@ async def test_training_events_go_out_through_the_outbox_on_the_models_key(tmp_p
     assert [(e.type, e.aggregate_id, e.version) for e in events] == [
         (ev.TRAINING_STARTED, "training-m1", 1), (ev.TRAINING_FAILED, "training-m1", 2)]
     assert {r.key for r in bus.records(TOPIC)} == {b"m1"}  # the job's stream rides on its model's partition
+
+
+async def test_an_outbox_event_too_large_for_the_bus_is_set_aside_and_the_rest_go_on(tmp_path) -> None:
+    from refinery.runtime.memory_bus import MemoryProducer
+    from refinery.stores.eventstore import OutboxRelay
+
+    jobs = JobStore(f"sqlite:///{tmp_path / 'trainer.db'}")
+    jobs.emit("p1", "m1", ev.TRAINING_FAILED, ev.TrainingFailed(error_message="x" * 5000))  # too large below
+    jobs.emit("p1", "m1", ev.TRAINING_FAILED, ev.TrainingFailed(error_message="short"))
+    bus = MemoryBus()
+    producer = MemoryProducer(bus, TOPIC, max_event_bytes=1000)
+    assert await OutboxRelay(jobs.engine, producer).flush() == 2  # type: ignore[arg-type]
+    assert [e.data["error_message"] for e in bus.events(TOPIC)] == ["short"]
+    [(key, value, reason)] = producer.dead_letters
+    assert key == b"m1" and b"x" * 5000 in value and "at most 1000" in reason
+    assert await OutboxRelay(jobs.engine, producer).flush() == 0  # nothing left to retry forever

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
-from refinery.bus.spool import Spool
+from refinery.bus.spool import DeadLetters, Spool
+
+DEFAULT_MAX_EVENT_BYTES = 15 * 1024 * 1024
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 
 log = logging.getLogger("refinery.bus")
 
@@ -30,6 +33,15 @@ class Position:
     offset: int
 
 
+class EventTooLarge(ValueError):
+    """The bus refuses a record this large, now and on every retry: a permanent error, never spooled."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the event is {size} bytes; the bus takes at most {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class DurableProducer:
     def __init__(
         self,
@@ -39,10 +51,16 @@ class DurableProducer:
         *,
         ack_timeout_s: float = 2.0,
         linger_ms: int = 2,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._spool = Spool(spool_dir)
+        if self._spool.quarantined is not None:
+            log.error("the spool had a torn tail (a crash or a full disk mid-write); moved to %s",
+                      self._spool.quarantined)
+        self.dead_letters = DeadLetters(spool_dir)
+        self.max_event_bytes = max_event_bytes
         self._ack_timeout_s = ack_timeout_s
         self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
@@ -74,7 +92,7 @@ class DurableProducer:
             enable_idempotence=False,  # Tansu has no idempotent producer; consumers dedupe.
             linger_ms=self._linger_ms,
             max_batch_size=256 * 1024,
-            max_request_size=16 * 1024 * 1024,
+            max_request_size=self.max_event_bytes + 64 * 1024,  # room for the batch's own framing
             request_timeout_ms=5000,
             retry_backoff_ms=100,
         )
@@ -85,14 +103,29 @@ class DurableProducer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), timeout=2)
 
+    def check_size(self, key: bytes, value: bytes) -> None:
+        """EventTooLarge when the bus would refuse this record: check before acknowledging anything."""
+        size = len(key) + len(value)
+        if size > self.max_event_bytes:
+            raise EventTooLarge(size, self.max_event_bytes)
+
+    def set_aside(self, key: bytes, value: bytes, reason: str) -> None:
+        """Keep a record the bus refuses for good in the dead-letter file, with why (see DeadLetters)."""
+        self.dead_letters.add(key, value, reason)
+        log.error("record set aside as a dead letter (%d bytes, key %r): %s", len(value), key[:64], reason)
+
     async def publish(self, key: bytes, value: bytes) -> Position | None:
-        """Durably record one message; see the module docstring for what the result means."""
+        """Durably record one message; see the module docstring for what the result means.
+        EventTooLarge (nothing written) when the bus can never take it."""
+        self.check_size(key, value)
         if self._producer is None or not self._spool.is_empty():
             return await self._to_spool(key, value)
         try:
             md = await asyncio.wait_for(
                 self._producer.send_and_wait(self._topic, value, key=key), timeout=self._ack_timeout_s
             )
+        except _TOO_LARGE as exc:  # the broker's own limit is lower than ours
+            raise EventTooLarge(len(key) + len(value), self.max_event_bytes) from exc
         except (KafkaError, TimeoutError, OSError) as exc:
             # The record may still reach the broker later; consumers dedupe on event id.
             log.warning("bus publish failed, spooling: %s", exc)
@@ -147,20 +180,36 @@ class DurableProducer:
             producer = self._new_producer()
             await asyncio.wait_for(producer.start(), timeout=5)
             self._producer = producer
-        batch: list[asyncio.Future] = []
+        batch: list[tuple[asyncio.Future, bytes, bytes]] = []
         last_pos = 0
         for pos, key, value in await asyncio.to_thread(lambda: list(self._spool.pending())):
-            batch.append(await self._producer.send(self._topic, value, key=key))
+            try:
+                batch.append((await self._producer.send(self._topic, value, key=key), key, value))
+            except _TOO_LARGE as exc:  # refused before sending: set aside, never retried
+                await asyncio.to_thread(self.set_aside, key, value, f"too large for the bus: {exc}")
             last_pos = pos
             if len(batch) >= 500:
-                await asyncio.wait_for(asyncio.gather(*batch), timeout=10)
+                await self._settle(batch)
                 self._spool.mark_replayed(last_pos)
                 batch.clear()
-        if batch:
-            await asyncio.wait_for(asyncio.gather(*batch), timeout=10)
+        await self._settle(batch)
+        if last_pos:
             self._spool.mark_replayed(last_pos)
         self._spool.reset_if_drained()
         log.info("spool replayed")
+
+    async def _settle(self, batch: list[tuple[asyncio.Future, bytes, bytes]]) -> None:
+        """Wait for a replayed batch: a record the broker refuses for good is set aside; any other
+        failure raises, and the whole batch is replayed again (consumers dedupe)."""
+        if not batch:
+            return
+        results = await asyncio.wait_for(asyncio.gather(*(f for f, _, _ in batch), return_exceptions=True), 10)
+        transient = [r for r in results if isinstance(r, BaseException) and not isinstance(r, _TOO_LARGE)]
+        if transient:
+            raise transient[0]
+        for result, (_, key, value) in zip(results, batch, strict=True):
+            if isinstance(result, _TOO_LARGE):
+                await asyncio.to_thread(self.set_aside, key, value, f"refused by the broker: {result}")
 
     async def wait_spool_drained(self, timeout_s: float) -> bool:
         deadline = asyncio.get_running_loop().time() + timeout_s

@@ -21,6 +21,14 @@ READ_BARRIER = "request_log.read_barrier"
 LogSource = Literal["report", "report-anthropic", "proxy"]
 
 
+TOKENS_MAX = 2**32 - 1  # what the log store's token columns hold (UInt32)
+
+
+def clamp_tokens(value: int) -> int:
+    """A token count the log store can hold: a client's -1 or 2**40 must not stall ingestion."""
+    return min(max(value, 0), TOKENS_MAX)
+
+
 class Usage(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -140,6 +140,7 @@ class Kernel(Generic[S]):
 
     async def producer(self, topic: str, spool: str = "spool", **options: Any) -> DurableProducer:
         """A durable producer for `topic`, spooling to `<data dir>/<service>/<spool>`."""
+        options.setdefault("max_event_bytes", self.settings.bus_max_event_bytes)
         producer = DurableProducer(self.settings.bus_bootstrap, topic, self.settings.service_dir(self.name) / spool,
                                    **options)
         return await self.part(f"producer {topic}", producer)

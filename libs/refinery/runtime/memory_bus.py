@@ -19,7 +19,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-from refinery.bus.producer import Position
+from refinery.bus.producer import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, Position
 from refinery.events.envelope import Envelope
 from refinery.runtime.subscriptions import Subscriptions
 from refinery.stores.eventstore import EventSourcedStore, OutboxRelay
@@ -88,11 +88,21 @@ class MemoryProducer:
 
     spool_empty = True
 
-    def __init__(self, bus: MemoryBus, topic: str) -> None:
+    def __init__(self, bus: MemoryBus, topic: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._bus = bus
         self._topic = topic
+        self.max_event_bytes = max_event_bytes
+        self.dead_letters: list[tuple[bytes, bytes, str]] = []
+
+    def set_aside(self, key: bytes, value: bytes, reason: str) -> None:
+        self.dead_letters.append((key, value, reason))
+
+    def check_size(self, key: bytes, value: bytes) -> None:
+        if len(key) + len(value) > self.max_event_bytes:
+            raise EventTooLarge(len(key) + len(value), self.max_event_bytes)
 
     async def publish(self, key: bytes, value: bytes) -> Position:
+        self.check_size(key, value)
         return await self._bus.publish(self._topic, value, key)
 
     async def mark_every_partition(self, value: bytes) -> list[Position]:

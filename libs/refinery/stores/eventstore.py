@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from refinery.bus.producer import DurableProducer
+from refinery.bus.producer import DurableProducer, EventTooLarge
 from refinery.events.envelope import Envelope
 
 log = logging.getLogger("refinery.eventstore")
@@ -203,7 +203,10 @@ class OutboxRelay:
 
         rows = await asyncio.to_thread(fetch)
         for row in rows:
-            await self._producer.publish(row.key.encode(), row.body)
+            try:
+                await self._producer.publish(row.key.encode(), row.body)
+            except EventTooLarge as exc:  # permanent: set it aside with why, or it would block the outbox forever
+                await asyncio.to_thread(self._producer.set_aside, row.key.encode(), row.body, str(exc))
 
             def remove(seq: int = row.seq) -> None:
                 with self._engine.begin() as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refinery.events.request_logs import Usage
+from refinery.events.request_logs import Usage, clamp_tokens
 
 
 def model_of(req: Any) -> str | None:
@@ -20,7 +20,9 @@ def model_of(req: Any) -> str | None:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A token count from a client's or upstream's usage: anything but an int is 0, and it is clamped
+    to what the log store holds."""
+    return clamp_tokens(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def usage_of(resp: Any) -> Usage | None:
