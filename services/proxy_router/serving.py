@@ -20,7 +20,7 @@ from refinery.bus.producer import DurableProducer
 from refinery.stores.cache import ResponseCache
 from refinery.wire.anthropic import StreamTranslator, to_completion, to_openai_error
 
-from proxy_router.caching import TTL_S
+from proxy_router.caching import TTL_S, scoped_to
 from proxy_router.call_log import CallLog
 from proxy_router.chat_request import ChatRequest, parse_chat_request
 from proxy_router.errors import JSON, ProxyError
@@ -59,10 +59,11 @@ class ChatProxy:
         started = time.perf_counter()
         try:
             call = await self._read(request, started)
-            route = route_for(call.model)
+            route, upstream = await self._upstream(call, route_for(call.model))
+            if call.cache_key:
+                call.cache_key = scoped_to(call.cache_key, upstream.base_url, upstream.api_key, upstream.headers)
             if call.cache_read and (hit := await self._cache_hit(call, route)) is not None:
                 return hit
-            route, upstream = await self._upstream(call, route)
             if route.provider == "anthropic":
                 return await self._anthropic(request, call, route, upstream)
             return await self._openai(request, call, route, upstream)

@@ -140,6 +140,12 @@ def test_cache_modes(client, api, fake_llm):
     latest = api.get("/local-testing-only-get-latest-logged-call").json()
     assert latest["cacheHit"] is True and latest["respPayload"]["id"] == written.id
 
+    # A cached one-choice answer is not served to a request asking for three.
+    before = _upstream_calls(fake_llm)
+    three = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}], n=3,
+                                           extra_headers={"op-cache": "readWrite"})
+    assert len(three.choices) == 3 and three.id != written.id and _upstream_calls(fake_llm) == before + 1
+
     other = f"cache-wo {uuid.uuid4().hex}"
     _ask(client, other, "writeOnly")
     stored = _ask(client, other, "readOnly")
