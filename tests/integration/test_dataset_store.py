@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 
 import orjson
-import psycopg
 import pytest
 from dataset.store import DatasetStore, Invalid, NewEntry, NotFound
 from refinery.events.datasets import (
@@ -24,7 +23,7 @@ from refinery.stores import eventstore
 from refinery.wire.entries import parse_entry
 from sqlalchemy import select
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.integration.conftest import postgres_database
 
 
 def _entry(i: int, **extra) -> NewEntry:
@@ -38,15 +37,8 @@ def db_url(request, tmp_path_factory) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('ds') / 'dataset.db'}"
         return
-    name = f"refinery_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("refinery_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

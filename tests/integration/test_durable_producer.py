@@ -12,6 +12,22 @@ from refinery.bus.producer import DurableProducer
 from refinery.bus.topics import ensure_topics
 
 
+async def _read_until(bootstrap: str, topic: str, last: bytes) -> list[bytes]:
+    """Every value on `topic` from the start, up to and including `last`."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        async with asyncio.timeout(20):
+            while last not in values:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    values.extend(m.value for m in msgs)
+    finally:
+        await consumer.stop()
+    return values
+
+
 async def test_records_published_while_the_broker_is_down_are_replayed(tansu, tmp_path):
     topic = "producer-contract"
     await ensure_topics(tansu.bootstrap, {topic: 1})
@@ -29,17 +45,7 @@ async def test_records_published_while_the_broker_is_down_are_replayed(tansu, tm
         assert after is not None
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=tansu.bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        async with asyncio.timeout(20):
-            while b"after" not in values:
-                for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                    values.extend(m.value for m in msgs)
-    finally:
-        await consumer.stop()
+    values = await _read_until(tansu.bootstrap, topic, b"after")
     # At least once: a record may appear twice (late ack + spool); consumers dedupe by event id.
     order = [v for i, v in enumerate(values) if v not in values[:i]]
     assert order == [b"before", b"during-1", b"during-2", b"after"]
@@ -112,15 +118,5 @@ async def test_an_event_the_bus_can_never_take_is_refused_and_never_blocks_the_s
         await producer.stop()
     [(key, reason, value)] = producer.dead_letters.read()
     assert key == b"k" and len(value) == 2 * 1024 * 1024 and "too large" in reason
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=tansu.bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        async with asyncio.timeout(20):
-            while b"after" not in values:
-                for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                    values.extend(m.value for m in msgs)
-    finally:
-        await consumer.stop()
+    values = await _read_until(tansu.bootstrap, topic, b"after")
     assert [v for i, v in enumerate(values) if v not in values[:i]] == [b"behind-1", b"behind-2", b"after"]

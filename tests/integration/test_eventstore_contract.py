@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Iterator
 
 import orjson
-import psycopg
 import pytest
 from pydantic import BaseModel, ConfigDict
 from refinery.bus.producer import Position
@@ -24,7 +22,7 @@ from refinery.stores.eventstore import ConcurrencyError, EventSourcedStore, Outb
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.engine import Connection
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.integration.conftest import postgres_database
 
 
 class Renamed(BaseModel):
@@ -239,12 +237,5 @@ class TestSQLite(EventStoreContract):
 class TestPostgreSQL(EventStoreContract):
     @pytest.fixture
     def db_url(self) -> Iterator[str]:
-        name = f"refinery_es_{uuid.uuid4().hex[:10]}"
-        try:
-            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.OperationalError as exc:
-            pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with postgres_database("refinery_es") as url:
+            yield url

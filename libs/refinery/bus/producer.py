@@ -42,6 +42,12 @@ class EventTooLarge(ValueError):
         self.limit = limit
 
 
+def check_event_size(key: bytes, value: bytes, limit: int) -> None:
+    """EventTooLarge when a record of this key and value is over `limit` bytes."""
+    if len(key) + len(value) > limit:
+        raise EventTooLarge(len(key) + len(value), limit)
+
+
 class DurableProducer:
     def __init__(
         self,
@@ -105,9 +111,7 @@ class DurableProducer:
 
     def check_size(self, key: bytes, value: bytes) -> None:
         """EventTooLarge when the bus would refuse this record: check before acknowledging anything."""
-        size = len(key) + len(value)
-        if size > self.max_event_bytes:
-            raise EventTooLarge(size, self.max_event_bytes)
+        check_event_size(key, value, self.max_event_bytes)
 
     def set_aside(self, key: bytes, value: bytes, reason: str) -> None:
         """Keep a record the bus refuses for good in the dead-letter file, with why (see DeadLetters)."""

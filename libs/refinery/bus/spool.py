@@ -18,6 +18,7 @@ import os
 import struct
 import threading
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,23 +40,30 @@ class Spool:
     def path(self) -> Path:
         return self._path
 
-    def _whole_frames_end(self) -> int:
-        """Where the last whole, intact frame ends (0 for an empty or missing file)."""
-        end = 0
+    def _frames(self, start: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """(end_position, key, value) of each whole, intact frame from `start`, stopping at a torn one."""
         try:
             f = open(self._path, "rb")
         except FileNotFoundError:
-            return 0
+            return
         with f:
+            f.seek(start)
+            pos = start
             while True:
                 head = f.read(_HEADER.size)
                 if len(head) < _HEADER.size:
-                    return end
-                length, crc, _ = _HEADER.unpack(head)
+                    return
+                length, crc, key_len = _HEADER.unpack(head)
                 body = f.read(length)
                 if len(body) < length or zlib.crc32(body) != crc:
-                    return end
-                end += _HEADER.size + length
+                    return  # torn: never acknowledged
+                pos += _HEADER.size + length
+                yield pos, body[:key_len], body[key_len:]
+
+    def _whole_frames_end(self) -> int:
+        """Where the last whole, intact frame ends (0 for an empty or missing file)."""
+        last = deque(self._frames(0), maxlen=1)
+        return last[0][0] if last else 0
 
     def _quarantine_torn_tail(self) -> Path | None:
         end = self._whole_frames_end()
@@ -98,20 +106,7 @@ class Spool:
 
     def pending(self) -> Iterator[tuple[int, bytes, bytes]]:
         """Yield (end_position, key, value) for each record not yet replayed, in order."""
-        start = self._read_cursor()
-        with open(self._path, "rb") as f:
-            f.seek(start)
-            pos = start
-            while True:
-                head = f.read(_HEADER.size)
-                if len(head) < _HEADER.size:
-                    return
-                length, crc, key_len = _HEADER.unpack(head)
-                body = f.read(length)
-                if len(body) < length or zlib.crc32(body) != crc:
-                    return  # torn tail: never acknowledged
-                pos += _HEADER.size + length
-                yield pos, body[:key_len], body[key_len:]
+        return self._frames(self._read_cursor())
 
     def mark_replayed(self, position: int) -> None:
         """Persist how far the replay got, so a crash mid-replay resends at most one batch."""

@@ -53,6 +53,7 @@ S = TypeVar("S", bound=ServiceSettings)
 T = TypeVar("T")
 
 Build = Callable[["Kernel[S]"], Awaitable[None]]
+P = TypeVar("P", bound="Startable")
 
 
 class Startable(Protocol):
@@ -102,10 +103,10 @@ class Kernel(Generic[S]):
 
         self.stack.push_async_callback(run)
 
-    async def part(self, name: str, part: T) -> T:
+    async def part(self, name: str, part: P) -> P:
         """Start a part with `start()`/`stop()` coroutines and stop it at shutdown."""
-        await part.start()  # type: ignore[attr-defined]
-        self.on_stop(name, part.stop)  # type: ignore[attr-defined]
+        await part.start()
+        self.on_stop(name, part.stop)
         return part
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:

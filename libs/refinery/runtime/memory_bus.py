@@ -19,7 +19,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-from refinery.bus.producer import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, Position
+from refinery.bus.producer import DEFAULT_MAX_EVENT_BYTES, Position, check_event_size
 from refinery.events.envelope import Envelope
 from refinery.runtime.subscriptions import Subscriptions
 from refinery.stores.eventstore import EventSourcedStore, OutboxRelay
@@ -98,8 +98,7 @@ class MemoryProducer:
         self.dead_letters.append((key, value, reason))
 
     def check_size(self, key: bytes, value: bytes) -> None:
-        if len(key) + len(value) > self.max_event_bytes:
-            raise EventTooLarge(len(key) + len(value), self.max_event_bytes)
+        check_event_size(key, value, self.max_event_bytes)
 
     async def publish(self, key: bytes, value: bytes) -> Position:
         self.check_size(key, value)
