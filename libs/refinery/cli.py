@@ -5,6 +5,9 @@
   refinery project list
   refinery provider set PROJECT_ID PROVIDER --base-url URL --api-key KEY
   refinery asyncapi [--format json|yaml]   print the AsyncAPI document of every topic and event
+  refinery dead-letters list [--topic T] [--service S] [--pending] [--json]
+  refinery dead-letters show ID
+  refinery dead-letters replay ID [--value-file FILE]   put it back on its topic (FILE: the fixed record)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -169,6 +173,45 @@ def _asyncapi(args: argparse.Namespace) -> None:
     sys.stdout.write(render(asyncapi_document(), args.format))
 
 
+def _dead_letters_list(args: argparse.Namespace) -> None:
+    query = {name: value for name, value in (("topic", args.topic), ("service", args.service)) if value}
+    if args.pending:
+        query["replayed"] = "false"
+    query["limit"] = "1000"
+    out = _admin("GET", "/admin/v1/dead-letters?" + urllib.parse.urlencode(query))
+    assert isinstance(out, dict)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    for letter in out["data"]:
+        replayed = f"replayed x{len(letter['replays'])}" if letter["replays"] else "pending"
+        print(f"{letter['id']}  {letter['service']:<14} {letter['topic']}:{letter['partition']}:{letter['offset']}  "
+              f"{letter['size']} B  {replayed}\n    {letter['reason']}")
+    print(f"{out['total']} dead letter(s)")
+
+
+def _dead_letters_show(args: argparse.Namespace) -> None:
+    print(json.dumps(_admin("GET", f"/admin/v1/dead-letters/{args.id}"), indent=2))
+
+
+def _dead_letters_replay(args: argparse.Namespace) -> None:
+    body: dict | None = None
+    if args.value_file:
+        raw = Path(args.value_file).read_bytes()
+        try:
+            body = {"value": json.loads(raw)}
+        except ValueError:
+            import base64
+
+            body = {"valueBase64": base64.b64encode(raw).decode()}
+    out = _admin("POST", f"/admin/v1/dead-letters/{args.id}/replay", body)
+    assert isinstance(out, dict)
+    spooled = "spooled (the bus is unreachable)"
+    where = spooled if out["spooled"] else f"{out['topic']}:{out['partition']}:{out['offset']}"
+    fixed = " (fixed)" if out["fixed"] else ""
+    print(f"replayed {out['id']}{fixed} to {where}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="refinery", description="Run and manage Refinery.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -189,6 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI document of every topic and event")
     asyncapi.add_argument("--format", choices=("json", "yaml"), default="json")
     asyncapi.set_defaults(fn=_asyncapi)
+    letters = sub.add_parser("dead-letters", help="records set aside for good, with why; replay them").add_subparsers(
+        dest="sub", required=True)
+    dl_list = letters.add_parser("list", help="list dead letters")
+    dl_list.add_argument("--topic")
+    dl_list.add_argument("--service")
+    dl_list.add_argument("--pending", action="store_true", help="only those not replayed yet")
+    dl_list.add_argument("--json", action="store_true")
+    dl_list.set_defaults(fn=_dead_letters_list)
+    dl_show = letters.add_parser("show", help="one dead letter with its record")
+    dl_show.add_argument("id")
+    dl_show.set_defaults(fn=_dead_letters_show)
+    dl_replay = letters.add_parser("replay", help="put a dead letter's record back on its topic")
+    dl_replay.add_argument("id")
+    dl_replay.add_argument("--value-file", help="the fixed record (JSON, or raw bytes) to replay instead")
+    dl_replay.set_defaults(fn=_dead_letters_replay)
     args = parser.parse_args(argv)
     args.fn(args)
 

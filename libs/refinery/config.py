@@ -16,6 +16,7 @@ REQUEST_LOGS_TOPIC = "refinery.request-logs"
 PROJECTS_TOPIC = "refinery.projects"
 DATASETS_TOPIC = "refinery.datasets"
 MODELS_TOPIC = "refinery.models"
+DEAD_LETTERS_TOPIC = "refinery.dead-letters"
 
 
 class ServiceSettings(BaseSettings):
@@ -29,6 +30,7 @@ class ServiceSettings(BaseSettings):
     projects_topic: str = PROJECTS_TOPIC
     datasets_topic: str = DATASETS_TOPIC
     models_topic: str = MODELS_TOPIC
+    dead_letters_topic: str = DEAD_LETTERS_TOPIC
     topic_partitions: int = Field(default=4, ge=1)
     bus_max_event_bytes: int = Field(
         default=15 * 1024 * 1024, ge=64 * 1024,

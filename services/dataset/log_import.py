@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import orjson
 from aiokafka import AIOKafkaConsumer
+from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.retention import DATASET_RULES_GROUP, PositionCommitter
 from refinery.events.request_logs import RECORDED
@@ -82,7 +83,10 @@ async def import_once(
             if errored(item):
                 counts.skipped_errored += 1
                 continue
-            entry = entry_from_log(item)
+            try:
+                entry = entry_from_log(item)
+            except (TypeError, ValueError, AttributeError, KeyError):  # a reported shape that cannot train
+                entry = None
             if entry is None:
                 counts.skipped_invalid += 1
                 continue
@@ -101,8 +105,11 @@ class RuleConsumer:
     rule's backfill where the live stream takes over.
     """
 
-    def __init__(self, store: DatasetStore, bootstrap: str, topic: str, fetch_wait_ms: int = 20) -> None:
+    def __init__(self, store: DatasetStore, bootstrap: str, topic: str, fetch_wait_ms: int = 20,
+                 dead_letters: DeadLetterSink | None = None) -> None:
         self._store = store
+        self._dead_letters = dead_letters
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._topic = topic
         self._consumer = AIOKafkaConsumer(
             # Partitions are assigned, not balanced: the group only holds the commits retention reads.
@@ -125,6 +132,7 @@ class RuleConsumer:
         return self._ready.is_set()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self._consumer.start()
         offsets = await asyncio.to_thread(self._store.load_offsets, self._topic)
         await assign_all(self._consumer, self._topic, offsets)
@@ -176,7 +184,12 @@ class RuleConsumer:
             await self._committer.stored(dict(self._saved))
 
     def _apply(self, batches: dict, reached: dict[int, int]) -> None:
-        by_dataset: dict[tuple[str, str], list[tuple[NewEntry, str]]] = {}
+        """Match a fetched batch against the rules and add the entries (in a worker thread).
+
+        Logs are read defensively: one whose shape the rules cannot read (`reqPayload.messages: 5`)
+        is set aside as a dead letter with the error, and the batch goes on. A dataset write the
+        store refuses is bisected down to the entry at fault (see `_add`)."""
+        by_dataset: dict[tuple[str, str], list[tuple[NewEntry, str, Any]]] = {}
         rules = self._rules
         for msgs in batches.values():
             for msg in msgs:
@@ -185,25 +198,12 @@ class RuleConsumer:
                 if not project_rules:
                     continue
                 try:
-                    env = orjson.loads(msg.value)
-                except orjson.JSONDecodeError:
+                    matched = self._match(project_id, project_rules, msg)
+                except Exception as exc:
+                    self._set_aside(msg, f"matching import rules failed: {type(exc).__name__}: {exc}")
                     continue
-                if env.get("type") != RECORDED or env.get("project_id") != project_id:
-                    continue
-                data = env.get("data") or {}
-                view = log_view(data, data.get("log_id") or env.get("aggregate_id"))
-                if errored(view):
-                    continue
-                entry = None
-                for rule in project_rules:
-                    if not matches(rule["filters"], data):
-                        continue
-                    if entry is None:
-                        entry = entry_from_log(view)
-                        if entry is None:
-                            break
-                    by_dataset.setdefault((project_id, rule["dataset_id"]), []).append(
-                        (NewEntry(entry, source_log_id=view["id"]), rule["id"]))
+                for dataset_id, entry, rule_id in matched:
+                    by_dataset.setdefault((project_id, dataset_id), []).append((entry, rule_id, msg))
         items = list(by_dataset.items())
         if not items:
             # Nothing imported: saving the offsets is only a shortcut for the next start (a
@@ -215,30 +215,84 @@ class RuleConsumer:
                 self._offsets_saved_at = now
                 self._saved.update(reached)
             return
-        for i, ((project_id, dataset_id), pairs) in enumerate(items):
-            last = i == len(items) - 1
-            per_rule: dict[str, int] = {}
-            for _, rule_id in pairs:
-                per_rule[rule_id] = per_rule.get(rule_id, 0) + 1
+        for i, ((project_id, dataset_id), triples) in enumerate(items):
+            self._add(project_id, dataset_id, triples, reached if i == len(items) - 1 else None)
+        self._saved.update(reached)
 
-            def also(conn, last=last, per_rule=per_rule) -> None:
-                for rule_id, n in per_rule.items():
-                    self._store.import_rules.count_imports(conn, rule_id, n)
-                if last:
-                    eventstore.save_offsets(conn, self._topic, reached)
+    @staticmethod
+    def _match(project_id: str, project_rules: list[dict[str, Any]], msg: Any) -> list[tuple[str, NewEntry, str]]:
+        """(dataset id, entry, rule id) for each rule this log record matches."""
+        try:
+            env = orjson.loads(msg.value)
+        except orjson.JSONDecodeError:
+            return []  # log-ingest sets undecodable records aside; nothing to import here
+        if not isinstance(env, dict) or env.get("type") != RECORDED or env.get("project_id") != project_id:
+            return []
+        data = env.get("data")
+        if not isinstance(data, dict):
+            return []
+        view = log_view(data, str(data.get("log_id") or env.get("aggregate_id") or ""))
+        if errored(view):
+            return []
+        out: list[tuple[str, NewEntry, str]] = []
+        entry = None
+        for rule in project_rules:
+            if not matches(rule["filters"], data):
+                continue
+            if entry is None:
+                entry = entry_from_log(view)
+                if entry is None:
+                    break
+            out.append((rule["dataset_id"], NewEntry(entry, source_log_id=view["id"]), rule["id"]))
+        return out
 
+    def _add(self, project_id: str, dataset_id: str, triples: list[tuple[NewEntry, str, Any]],
+             reached: dict[int, int] | None) -> None:
+        """Add entries with their rule counts (and, when `reached` is given, the offsets, in the same
+        transaction). A refused write is split in halves down to the entry at fault, which is set
+        aside if the store still answers a trivial read; if it does not, the error is raised and the
+        batch retried."""
+        per_rule: dict[str, int] = {}
+        for _, rule_id, _ in triples:
+            per_rule[rule_id] = per_rule.get(rule_id, 0) + 1
+
+        def also(conn) -> None:
+            for rule_id, n in per_rule.items():
+                self._store.import_rules.count_imports(conn, rule_id, n)
+            if reached is not None:
+                eventstore.save_offsets(conn, self._topic, reached)
+
+        try:
+            result = self._store.entries.add(
+                project_id, dataset_id, [t[0] for t in triples], "rule", rule_id=triples[0][1], also=also,
+            )
+            self.imported_total += result.created
+            return
+        except KeyError:  # the dataset was deleted meanwhile
+            pass
+        except Exception as exc:
+            if len(triples) > 1:
+                log.warning("adding %d entries to %s failed (%s); bisecting", len(triples), dataset_id, exc)
+                mid = len(triples) // 2
+                self._add(project_id, dataset_id, triples[:mid], None)
+                self._add(project_id, dataset_id, triples[mid:], reached)
+                return
             try:
-                result = self._store.entries.add(
-                    project_id, dataset_id, [p[0] for p in pairs], "rule",
-                    rule_id=pairs[0][1], also=also,
-                )
-                self.imported_total += result.created
-                if last:
-                    self._saved.update(reached)
-            except KeyError:  # the dataset was deleted meanwhile
-                if last:
-                    self._store.save_offsets(self._topic, reached)
-                    self._saved.update(reached)
+                self._store.load_offsets(self._topic)
+            except Exception:
+                raise exc from None
+            self._set_aside(triples[0][2], f"the dataset store refused the entry for {dataset_id}: "
+                                           f"{type(exc).__name__}: {str(exc)[:2000]}")
+        if reached is not None:
+            self._store.save_offsets(self._topic, reached)
+
+    def _set_aside(self, msg: Any, reason: str) -> None:
+        if self._dead_letters is None or self._loop is None:
+            log.error("record at %s:%s skipped (no dead-letter sink): %s", msg.partition, msg.offset, reason)
+            return
+        self._dead_letters.set_aside_from_thread(
+            self._loop, topic=self._topic, reason=reason, value=msg.value, key=msg.key or b"",
+            partition=msg.partition, offset=msg.offset)
 
 
 def grpc_unavailable(exc: grpc.aio.AioRpcError) -> bool:

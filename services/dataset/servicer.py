@@ -1,17 +1,26 @@
-"""The dataset service's gRPC API (see proto/refinery/rpc/datasets.proto)."""
+"""The dataset service's gRPC API (see proto/refinery/rpc/datasets.proto).
+
+Store work runs on the servicer's own bounded pools, never the loop's default executor: short
+store calls on one, snapshot freezing (a whole dataset hashed and uploaded) on another, and
+streams (exports, snapshot reads) on a third, whose threads are given back as soon as the
+client reading the stream goes away.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import orjson
 from refinery.events.datasets import SnapshotCreated
 from refinery.rpc import datasets_pb2, datasets_pb2_grpc, logs_pb2, logs_pb2_grpc
+from refinery.runtime.executors import Purpose
+from refinery.runtime.streaming import jsonl_chunks, stream_from_thread
 from refinery.stores.objectstore import ObjectStore
 from refinery.wire.entries import EntryError, apply_pruning_rules, parse_entry
 
@@ -22,6 +31,15 @@ from dataset.store import DatasetRow, DatasetStore, Invalid, NewEntry, NotFound,
 from dataset.uploads import UploadProcessor
 
 CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Threads for each kind of work (the settings of the same names)."""
+
+    store_workers: int = 4
+    snapshot_workers: int = 1
+    stream_workers: int = 8
 
 
 def _dataset_msg(d: DatasetRow) -> datasets_pb2.Dataset:
@@ -59,7 +77,7 @@ def _snapshot_msg(s: dict[str, Any]) -> datasets_pb2.Snapshot:
 class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     def __init__(
         self, store: DatasetStore, objects: ObjectStore, uploads: UploadProcessor, rules: RuleConsumer,
-        logs: logs_pb2_grpc.LogStoreStub, relabel: RelabelRunner,
+        logs: logs_pb2_grpc.LogStoreStub, relabel: RelabelRunner, limits: Limits | None = None,
     ) -> None:
         self._store = store
         self._objects = objects
@@ -67,11 +85,19 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         self._rules = rules
         self._logs = logs
         self._relabel = relabel
+        limits = limits or Limits()
+        self._calls = Purpose("dataset.store", limits.store_workers)
+        self._snapshots = Purpose("dataset.snapshots", limits.snapshot_workers)
+        self._streams = Purpose("dataset.streams", limits.stream_workers)
 
     async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """Run store work off the loop; typed errors become status codes."""
+        return await self._on(self._calls, context, fn, *args, **kw)
+
+    async def _on(self, pool: Purpose, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args: Any,
+                  **kw: Any) -> Any:
         try:
-            return await asyncio.to_thread(fn, *args, **kw)
+            return await pool.run(fn, *args, **kw)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except (Invalid, EntryError, log_filters.FilterError) as exc:
@@ -221,32 +247,14 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
             yield datasets_pb2.JsonlChunk(jsonl=chunk)
 
     async def _stream_rows(self, project_id: str, dataset_id: str, split: str) -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=8)
-        loop = asyncio.get_running_loop()
+        def chunks() -> Iterable[bytes]:
+            return jsonl_chunks(self._store.entries.iter_rows(project_id, dataset_id, split), row_to_export,
+                                CHUNK_BYTES)
 
-        def produce() -> None:
-            try:
-                buf = bytearray()
-                for row in self._store.entries.iter_rows(project_id, dataset_id, split):
-                    buf += orjson.dumps(row_to_export(row)) + b"\n"
-                    if len(buf) >= CHUNK_BYTES:
-                        asyncio.run_coroutine_threadsafe(queue.put(bytes(buf)), loop).result()
-                        buf.clear()
-                if buf:
-                    asyncio.run_coroutine_threadsafe(queue.put(bytes(buf)), loop).result()
-                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-            except Exception as exc:
-                asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
-
-        worker = loop.run_in_executor(None, produce)
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            if isinstance(item, Exception):
-                raise item
-            yield item
-        await worker
+        # A client that hangs up cancels the handler; closing the stream then frees its thread.
+        async with contextlib.aclosing(stream_from_thread(self._streams, chunks)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     # ---- pruning rules ------------------------------------------------------------------
 
@@ -290,8 +298,8 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
 
     async def CreateSnapshot(self, request, context):
         rules = await self._call(context, self._store.pruning_rules.for_dataset, request.project_id, request.dataset_id)
-        snap = await self._call(context, self._freeze, request.project_id, request.dataset_id,
-                                [r["text"] for r in rules])
+        snap = await self._on(self._snapshots, context, self._freeze, request.project_id, request.dataset_id,
+                              [r["text"] for r in rules])
         row = await self._call(context, self._store.snapshots.record, request.project_id, request.dataset_id, snap)
         return _snapshot_msg(row)
 
@@ -326,9 +334,8 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     async def ReadSnapshot(self, request, context):
         snap = await self._call(context, self._store.snapshots.get, request.project_id, request.dataset_id,
                                 request.snapshot_id)
-        chunks = self._objects.iter_chunks(snap["object_key"])
-        while True:
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
-                break
-            yield datasets_pb2.JsonlChunk(jsonl=chunk)
+        key = snap["object_key"]
+        async with contextlib.aclosing(stream_from_thread(self._streams, lambda: self._objects.iter_chunks(key))
+                                       ) as stream:
+            async for chunk in stream:
+                yield datasets_pb2.JsonlChunk(jsonl=chunk)

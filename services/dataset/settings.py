@@ -23,6 +23,12 @@ class DatasetSettings(ObjectStoreSettings):
     # acknowledgement waits for; a longer wait means fewer such fetches, and a rule still picks
     # up a new log well within a second.
     rules_fetch_wait_ms: int = Field(default=250, ge=1, le=5000)
+    # Threads per kind of work, each pool its own, so that no kind can take the threads of another.
+    store_workers: int = Field(default=4, ge=1, le=64, description="Threads for store calls of the gRPC API.")
+    snapshot_workers: int = Field(default=1, ge=1, le=16, description="Snapshots frozen at once.")
+    stream_workers: int = Field(
+        default=8, ge=1, le=256, description="Exports and snapshot reads streamed at once; more wait for a thread.",
+    )
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.service_dir('dataset') / 'dataset.db'}"

@@ -13,7 +13,7 @@ from refinery.bus.producer import DurableProducer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import admin_api, datasets_api, logs_api, models_api
+from gateway import admin_api, datasets_api, dead_letters_api, logs_api, models_api
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
@@ -40,6 +40,8 @@ class Deps:
     proxy: Any = None  # ProxyForwarder
     datasets: Any = None  # DatasetsStub
     models: Any = None  # ModelRegistryStub
+    dead_letters: Any = None  # DeadLetterBook
+    replayer: Any = None  # Replayer
 
 
 class BodyLimit:
@@ -97,6 +99,7 @@ def build_app(deps: Deps) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)
+    app.include_router(dead_letters_api.router)
     if deps.datasets is not None:
         app.include_router(datasets_api.router)
     if deps.models is not None:

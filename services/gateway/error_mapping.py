@@ -8,6 +8,7 @@ they all translate through `api_error` here, so a status means the same on every
 | NOT_FOUND | 404 NOT_FOUND |
 | INVALID_ARGUMENT, FAILED_PRECONDITION | 400 BAD_REQUEST |
 | ALREADY_EXISTS | 409 CONFLICT |
+| RESOURCE_EXHAUSTED (too many heavy requests of one project at once) | 429 TOO_MANY_REQUESTS |
 | any other status (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...) | 503 SERVICE_UNAVAILABLE, worded by the backend |
 | `BusUnavailable` (earlier writes cannot be seen yet) | 503 SERVICE_UNAVAILABLE |
 | `InvalidInput` (a body the REST shape refuses; the message names the field) | 400 BAD_REQUEST |
@@ -45,6 +46,7 @@ _STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "BAD_REQUEST"),
     grpc.StatusCode.FAILED_PRECONDITION: (400, "BAD_REQUEST"),
     grpc.StatusCode.ALREADY_EXISTS: (409, "CONFLICT"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "TOO_MANY_REQUESTS"),
 }
 
 

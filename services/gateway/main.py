@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from refinery.events.catalogue import TOPICS
 from refinery.grpc_server import check_health
 from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc, models_pb2_grpc, projects_pb2_grpc
 from refinery.runtime.kernel import Kernel, service_main
@@ -11,6 +12,7 @@ from refinery.secrets_box import SecretBox
 
 from gateway.app import Deps, build_app
 from gateway.bootstrap import admin_token, bootstrap, mark_baseline
+from gateway.dead_letters import DeadLetterBook, NoOffsets, Replayer
 from gateway.forwarding import ProxyForwarder
 from gateway.hot_paths import HotPaths
 from gateway.internal_api import ProjectsServicer
@@ -26,7 +28,14 @@ async def build(k: Kernel[GatewaySettings]) -> None:
     await k.thread(bootstrap, s, registry)
     await k.topics(s.request_logs_topic, s.projects_topic)
     producer = await k.producer(s.request_logs_topic)
-    k.outbox(registry, await k.producer(s.projects_topic, "projects-spool"))
+    projects_producer = await k.producer(s.projects_topic, "projects-spool")
+    k.outbox(registry, projects_producer)
+    await k.topics(s.dead_letters_topic)
+    letters = DeadLetterBook()
+    await k.follow(s.dead_letters_topic, letters.subscriptions, NoOffsets(), dead_letters=None)
+    replayer = await k.part("dead-letter replays", Replayer(
+        await k.dead_letters(), {s.request_logs_topic: producer, s.projects_topic: projects_producer},
+        s.bus_bootstrap, s.service_dir("gateway"), {spec.name for spec in TOPICS}, s.bus_max_event_bytes))
     proxy = await k.part("chat forwarder", ProxyForwarder(s.proxy_router_url)) if s.proxy_router_url else None
     reads = ReadBinder(s.proxy_router_grpc)
     k.task("read baseline", mark_baseline(producer, reads))
@@ -46,6 +55,7 @@ async def build(k: Kernel[GatewaySettings]) -> None:
         proxy=proxy,
         datasets=datasets_pb2_grpc.DatasetsStub(k.channel(s.dataset_grpc)) if s.dataset_grpc else None,
         models=models_pb2_grpc.ModelRegistryStub(k.channel(s.registry_grpc)) if s.registry_grpc else None,
+        dead_letters=letters, replayer=replayer,
     )
     servicer = ProjectsServicer(registry)
     await k.grpc(s.host, s.grpc_port, (servicer, projects_pb2_grpc.add_ProjectsServicer_to_server))

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.producer import Position
 from refinery.bus.retention import LOG_INGEST_GROUP, PositionCommitter
@@ -47,8 +48,11 @@ class Ingestor:
         max_batch: int = 20000,
         fetch_wait_ms: int = 20,
         flush_interval_ms: int = 200,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self._store = store
+        self._dead_letters = dead_letters
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._topic = topic
         self._max_batch = max_batch
         self._flush_interval_s = flush_interval_ms / 1000
@@ -86,6 +90,7 @@ class Ingestor:
         await self._ready.wait()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self._consumer.start()
         offsets = await asyncio.get_running_loop().run_in_executor(None, self._store.load_offsets, self._topic)
         await assign_all(self._consumer, self._topic, offsets)
@@ -179,39 +184,85 @@ class Ingestor:
             await self._committer.stored(self._stored)
 
     def _store_batches(self, batches: dict[TopicPartition, list], reached: dict[int, int]) -> None:
-        pending: list[tuple[str, str, list]] = []
-        decode = self._decoder.decode
+        """Store a fetched batch (in a worker thread). A record that is broken, or that the store
+        refuses while it answers other reads, is set aside as a dead letter and the rest is stored;
+        a store that does not answer raises, and the whole batch is tried again (rows already
+        stored are skipped by log id)."""
+        pending: list[tuple[str, str, list, object]] = []
+        decode = self._decoder.decode_checked
         for tp, msgs in batches.items():
             for msg in msgs:
-                event = decode(msg.value, f"{tp.topic}:{tp.partition}:{msg.offset}")
+                event, broken = decode(msg.value, f"{tp.topic}:{tp.partition}:{msg.offset}")
+                if broken is not None:
+                    self._set_aside(msg, broken)
                 if event is None:
-                    continue  # not a log (a read barrier), or malformed: logged and counted
+                    continue  # not a log (a read barrier), or broken and set aside
                 if event.type == RECORDED:
-                    pending.append((event.project_id, event.data.log_id, event_to_row(event, msg.offset)))
+                    pending.append((event.project_id, event.data.log_id, event_to_row(event, msg.offset), msg))
                 else:  # METADATA_UPDATED: apply in order with the logs around it
                     self._insert_logs(pending)
                     pending = []
-                    self._store.apply_metadata_patch(event.project_id, event.data.log_ids, event.data.patch,
-                                                     msg.offset)
+                    self._apply_patch(event, msg)
             self._insert_logs(pending)
             pending = []
         self._store.save_offsets(self._topic, reached)
 
-    def _insert_logs(self, pending: list[tuple[str, str, list]]) -> None:
+    def _apply_patch(self, event, msg) -> None:
+        try:
+            self._store.apply_metadata_patch(event.project_id, event.data.log_ids, event.data.patch, msg.offset)
+        except Exception as exc:
+            self._refused([msg], exc)
+
+    def _insert_logs(self, pending: list[tuple[str, str, list, object]]) -> None:
         if not pending:
             return
         by_project: dict[str, list[str]] = {}
-        for project_id, log_id, _ in pending:
+        for project_id, log_id, _, _ in pending:
             by_project.setdefault(project_id, []).append(log_id)
         existing = self._store.existing_ids(by_project)
-        rows = []
+        rows: list[tuple[list, object]] = []
         seen: set[tuple[str, str]] = set()
-        for project_id, log_id, row in pending:
+        for project_id, log_id, row, msg in pending:
             key = (project_id, log_id)
             if key in existing or key in seen:
                 self.skipped_duplicates += 1
                 continue
             seen.add(key)
-            rows.append(row)
-        self._store.insert_rows(rows)
+            rows.append((row, msg))
+        self._insert_bisecting(rows)
+
+    def _insert_bisecting(self, rows: list[tuple[list, object]]) -> None:
+        """Insert `rows`; when the store refuses the batch, insert each half on its own, down to the
+        one row it refuses (log2(n) extra inserts per bad row), which `_refused` sets aside."""
+        if not rows:
+            return
+        try:
+            self._store.insert_rows([row for row, _ in rows])
+        except Exception as exc:
+            if len(rows) == 1:
+                self._refused([rows[0][1]], exc)
+                return
+            log.warning("the log store refused a batch of %d rows (%s); bisecting", len(rows), exc)
+            mid = len(rows) // 2
+            self._insert_bisecting(rows[:mid])
+            self._insert_bisecting(rows[mid:])
+            return
         self.stored_total += len(rows)
+
+    def _refused(self, msgs: list, exc: Exception) -> None:
+        """The store refused one record: set it aside if the store answers a trivial read (the record
+        is at fault); otherwise re-raise, so the batch is retried once the store is back."""
+        try:
+            self._store.load_offsets(self._topic)
+        except Exception:
+            raise exc from None
+        for msg in msgs:
+            self._set_aside(msg, f"the log store refused it: {type(exc).__name__}: {str(exc)[:2000]}")
+
+    def _set_aside(self, msg, reason: str) -> None:
+        if self._dead_letters is None or self._loop is None:
+            log.error("record at %s:%s skipped (no dead-letter sink): %s", msg.partition, msg.offset, reason)
+            return
+        self._dead_letters.set_aside_from_thread(
+            self._loop, topic=self._topic, reason=reason, value=msg.value, key=msg.key or b"",
+            partition=msg.partition, offset=msg.offset)

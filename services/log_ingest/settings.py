@@ -24,6 +24,16 @@ class LogIngestSettings(ServiceSettings):
     # flushes at once, so this bounds only unbound visibility (budget: 1 s p99).
     flush_interval_ms: int = Field(default=200, ge=0, le=1000)
     read_wait_s: float = Field(default=5.0, description="Longest a bound read waits before 503.")
+    # Reads (search, export pages, counts) each take one of these clients, so this many run at
+    # once; ingestion has its own client and never waits for them.
+    read_connections: int = Field(default=4, ge=1, le=64, description="Log-store clients kept for reads.")
+    heavy_queries_per_project: int = Field(
+        default=2, ge=1, le=64,
+        description="Searches, exports and metadata updates one project may run at once; more get 429.",
+    )
+    export_streams: int = Field(
+        default=8, ge=1, le=256, description="Exports streamed at once in all; more get 429.",
+    )
 
     def dsn(self) -> str:
         if self.clickhouse_dsn:

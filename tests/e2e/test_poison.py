@@ -55,3 +55,103 @@ def test_token_counts_out_of_range_are_clamped_and_the_pipeline_flows(api, other
     [log] = wait_for(lambda: search(api, metadata__hostile=tag), timeout_s=10)
     assert log["usage"]["promptTokens"] == (0 if tokens < 0 else 2**32 - 1)
     _canary(other)
+
+
+def _project(admin: httpx.Client, stack) -> tuple[str, httpx.Client]:
+    made = admin.post("/admin/v1/projects", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).json()
+    return made["id"], httpx.Client(base_url=stack.api_base, headers={"authorization": f"Bearer {made['apiKey']}"},
+                                    timeout=30)
+
+
+def _standing_rule(client: httpx.Client, tag: str) -> str:
+    dataset = client.post("/datasets", json={"name": f"rule-{tag[:6]}"}).json()["id"]
+    made = client.post(f"/datasets/{dataset}/import-logs",
+                       json={"filters": [{"field": "metadata.rule", "equals": tag}], "standing": True})
+    assert made.status_code == 200 and made.json()["rule_id"], made.text
+    return dataset
+
+
+def _entries(client: httpx.Client, dataset: str) -> list[dict]:
+    return client.get(f"/datasets/{dataset}/entries", params={"limit": 100}).json()["data"]
+
+
+def _report(client: httpx.Client, messages: object, **metadata: str) -> None:
+    resp = client.post("/report", json={"statusCode": 200, "reqPayload": {
+        "model": "gpt-4o-mini", "messages": messages, "metadata": metadata},
+        "respPayload": {"id": "r", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}})
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_log_whose_messages_are_not_a_list_does_not_stop_standing_import_rules(stack, admin) -> None:
+    _, hostile = _project(admin, stack)
+    _, canary = _project(admin, stack)
+    with hostile, canary:
+        tag_a, tag_b = uuid.uuid4().hex, uuid.uuid4().hex
+        dataset_a, dataset_b = _standing_rule(hostile, tag_a), _standing_rule(canary, tag_b)
+        _report(hostile, 5, rule=tag_a)  # what once stalled the rule follower for every project
+        _report(hostile, {"role": "user"}, rule=tag_a)
+        _report(hostile, [{"role": "user", "content": "after"}], rule=tag_a)
+        _report(canary, [{"role": "user", "content": "canary"}], rule=tag_b)
+        [entry] = wait_for(lambda: _entries(canary, dataset_b), timeout_s=10)
+        assert entry["messages"][0]["content"] == "canary"
+        [entry] = wait_for(lambda: _entries(hostile, dataset_a), timeout_s=10)
+        assert entry["messages"][0]["content"] == "after"  # the two that cannot train are skipped
+        assert len(search(hostile, metadata__rule=tag_a)) == 3  # and all three are logged
+
+
+def test_a_broken_record_on_the_bus_is_a_dead_letter_that_replays_once_fixed(stack, admin) -> None:
+    import asyncio
+
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    project_id, client = _project(admin, stack)
+    tag = uuid.uuid4().hex
+    good = {"source": "report", "received_at": 1.0, "status_code": 200, "metadata": {"replayed": tag},
+            "req_payload": {"model": "m", "messages": []}, "log_id": uuid.uuid4().hex}
+    broken = {**good, "received_at": "yesterday"}  # a writer that is not ours: the field cannot be stored
+    envelope = {"event_id": uuid.uuid4().hex, "type": "request_log.recorded", "aggregate_id": good["log_id"],
+                "version": 1, "project_id": project_id, "occurred_at": 1.0, "data": broken}
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.tansu.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait("refinery.request-logs", orjson.dumps(envelope), key=project_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    with client:
+        _canary(client)  # stored after the broken record: log-ingest went past it
+
+        def letter() -> dict | None:
+            page = admin.get("/admin/v1/dead-letters", params={"projectId": project_id}).json()["data"]
+            return next((d for d in page if d["value"] and d["value"]["event_id"] == envelope["event_id"]), None)
+
+        found = wait_for(letter, timeout_s=10)
+        assert found["service"] == "log-ingest" and found["topic"] == "refinery.request-logs"
+        assert "malformed request_log.recorded" in found["reason"] and "received_at" in found["reason"]
+        assert found["replays"] == [] and found["key"] == project_id
+        assert admin.get(f"/admin/v1/dead-letters/{found['id']}").json()["id"] == found["id"]
+        assert admin.get("/admin/v1/dead-letters/dl-nope").status_code == 404
+        assert httpx.get(f"{stack.url}/admin/v1/dead-letters").status_code == 401
+
+        fixed = {**envelope, "data": good}
+        for _ in range(2):  # replayed twice: stored once
+            resp = admin.post(f"/admin/v1/dead-letters/{found['id']}/replay", json={"value": fixed})
+            assert resp.status_code == 200 and resp.json()["fixed"] is True, resp.text
+        [log] = wait_for(lambda: search(client, metadata__replayed=tag), timeout_s=10)
+        assert log["id"] == good["log_id"]
+        replays = wait_for(lambda: len(r := admin.get(f"/admin/v1/dead-letters/{found['id']}").json()["replays"]) == 2
+                           and r, timeout_s=10)
+        assert all(r["fixed"] for r in replays)
+        import time
+
+        time.sleep(1.0)
+        assert len(search(client, metadata__replayed=tag)) == 1
+
+    from tests.e2e.test_cli import refinery
+
+    out = refinery(stack, "dead-letters", "list")
+    assert found["id"] in out and "replayed x2" in out and "malformed request_log.recorded" in out

@@ -37,7 +37,7 @@ async def test_trainer_with_a_taken_grpc_port_stops_what_it_started(tansu, seawe
     with pytest.raises(StartupFailed, match="trainer"):
         await kernel.serve(trainer_build, signals=False)
     stoppable = [name for name in kernel.started if not name.startswith("objects ")]
-    assert stoppable == ["JobStore", "producer refinery.models", "outbox JobStore",
+    assert stoppable == ["JobStore", "producer refinery.dead-letters", "producer refinery.models", "outbox JobStore",
                          "follower trainer refinery.models", "worker"]
     assert kernel.stopped == list(reversed(stoppable))
     # Released: the database takes a new writer at once, and the spool opens again.
@@ -57,4 +57,5 @@ def test_a_service_process_with_a_taken_port_exits_non_zero_and_says_why(tansu, 
                           timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "log-ingest failed to start" in proc.stderr
-    assert "stopping the 3 parts started" in proc.stderr  # the log store, the producer, the ingestor
+    # the log store, the dead-letter producer, the metadata producer, the ingestor
+    assert "stopping the 4 parts started" in proc.stderr

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from refinery.bus.dead_letters import DeadLetterSink, store_answers
 from refinery.runtime.subscriptions import Subscriptions
 
 log = logging.getLogger("refinery.bus")
@@ -81,17 +82,24 @@ class OffsetStore(Protocol):
 class Follower:
     """Delivers one topic's events, typed, to `subscriptions`, saving offsets after each batch.
 
-    A record that is not for a handler here (unknown, unsubscribed or malformed: see
-    `Subscriptions.decode`) is skipped; a handler that raises is retried until it succeeds,
-    so nothing is skipped for a transient failure."""
+    A record that is not for a handler here (unknown or unsubscribed: see `Subscriptions.decode`)
+    is skipped. A record that is broken (it does not decode) is set aside as a dead letter at once.
+    A handler that raises is retried with a growing pause; after `attempts` failures, if the
+    service's own store still answers (the failure is the record's), the record is set aside with
+    the error and the stream goes on; while the store does not answer it is retried, so nothing is
+    skipped for a transient failure."""
 
     def __init__(
         self, bootstrap: str, topic: str, subscriptions: Subscriptions, offsets: OffsetStore, *,
-        fetch_wait_ms: int = 20,
+        dead_letters: DeadLetterSink | None = None, attempts: int = 5, fetch_wait_ms: int = 20,
+        retry_pause_s: float = 0.5,
     ) -> None:
         self.topic = topic
         self.subscriptions = subscriptions
         self._offsets = offsets
+        self._dead_letters = dead_letters
+        self._attempts = attempts
+        self._retry_pause_s = retry_pause_s
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_wait_ms,
@@ -126,9 +134,38 @@ class Follower:
                 continue
             for msgs in batches.values():
                 for msg in msgs:
-                    event = subs.decode(msg.value, f"{self.topic}:{msg.partition}:{msg.offset}")
+                    event, broken = subs.decode_checked(msg.value, f"{self.topic}:{msg.partition}:{msg.offset}")
                     if event is not None:
-                        await until_done(f"handling {event.type}", subs.deliver, event)
+                        await self._deliver(event, msg)
+                    elif broken is not None:
+                        await self._set_aside(msg, broken)
             reached = positions_after(batches)
             await until_done("saving offsets", asyncio.to_thread, self._offsets.save_offsets, self.topic, reached)
             self.positions.update(reached)
+
+    async def _deliver(self, event: Any, msg: Any) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.subscriptions.deliver(event)
+                return
+            except Exception as exc:
+                log.exception("%s: handling %s (attempt %d) failed", self.subscriptions.name, event.type, attempt)
+                if attempt >= self._attempts and self._dead_letters is not None and await store_answers(
+                        lambda: asyncio.to_thread(self._offsets.load_offsets, self.topic)):
+                    await self._set_aside(
+                        msg, f"{event.type} failed {attempt} times in {self.subscriptions.name}: "
+                             f"{type(exc).__name__}: {exc}")
+                    return
+                await asyncio.sleep(min(self._retry_pause_s * 2 ** min(attempt - 1, 4), 5.0))
+
+    async def _set_aside(self, msg: Any, reason: str) -> None:
+        if self._dead_letters is None:
+            log.error("%s: %s at %s:%s:%s skipped (no dead-letter sink)", self.subscriptions.name, reason,
+                      self.topic, msg.partition, msg.offset)
+            return
+        sink = self._dead_letters
+        await until_done("setting a record aside", lambda: sink.set_aside(
+            topic=self.topic, reason=reason, value=msg.value, key=msg.key or b"", partition=msg.partition,
+            offset=msg.offset))

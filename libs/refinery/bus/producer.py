@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,8 @@ class DurableProducer:
             log.error("the spool had a torn tail (a crash or a full disk mid-write); moved to %s",
                       self._spool.quarantined)
         self.dead_letters = DeadLetters(spool_dir)
+        # Told of each record set aside (from any thread): the kernel announces it on the dead-letter topic.
+        self.on_set_aside: Callable[[bytes, bytes, str], None] | None = None
         self.max_event_bytes = max_event_bytes
         self._ack_timeout_s = ack_timeout_s
         self._linger_ms = linger_ms
@@ -74,6 +77,10 @@ class DurableProducer:
         self._wake = asyncio.Event()
         self._closing = False
         self.spooled_total = 0
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     @property
     def spool_empty(self) -> bool:
@@ -117,6 +124,8 @@ class DurableProducer:
         """Keep a record the bus refuses for good in the dead-letter file, with why (see DeadLetters)."""
         self.dead_letters.add(key, value, reason)
         log.error("record set aside as a dead letter (%d bytes, key %r): %s", len(value), key[:64], reason)
+        if self.on_set_aside is not None:
+            self.on_set_aside(key, value, reason)
 
     async def publish(self, key: bytes, value: bytes) -> Position | None:
         """Durably record one message; see the module docstring for what the result means.

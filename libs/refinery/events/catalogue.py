@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from refinery.config import DATASETS_TOPIC, MODELS_TOPIC, PROJECTS_TOPIC, REQUEST_LOGS_TOPIC
+from refinery.config import DATASETS_TOPIC, DEAD_LETTERS_TOPIC, MODELS_TOPIC, PROJECTS_TOPIC, REQUEST_LOGS_TOPIC
 from refinery.events import datasets as ds
+from refinery.events import dead_letters as dl
 from refinery.events import models as md
 from refinery.events import projects as pj
 from refinery.events import request_logs as rl
@@ -72,6 +73,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Datasets and their entries (whole, in batches), pruning rules, import rules, uploads and snapshots, "
         "written by the dataset service through its outbox. Keyed by dataset id; a dataset's events carry "
         "consecutive versions.",
+    ),
+    TopicSpec(
+        DEAD_LETTERS_TOPIC, "dead-letter id",
+        "Records a service gave up on for good (undecodable, refused by a store, a handler failing while the "
+        "service is healthy), each with its reason and the record itself, and each replay of one. Listed and "
+        "replayed through `GET /admin/v1/dead-letters` and `refinery dead-letters`.",
     ),
 )
 
@@ -156,7 +163,18 @@ def _datasets() -> list[EventSpec]:
     return [EventSpec(t, type_, data, (DATASET,), (), key, key, text) for type_, data, text in items]
 
 
-CATALOGUE: tuple[EventSpec, ...] = (*_request_logs(), *_projects(), *_models(), *_datasets())
+def _dead_letters() -> list[EventSpec]:
+    t, key = DEAD_LETTERS_TOPIC, "dead-letter id"
+    writers = (GATEWAY, PROXY_ROUTER, LOG_INGEST, DATASET, MODEL_REGISTRY, TRAINER)
+    return [
+        EventSpec(t, dl.DEAD_LETTER_RECORDED, dl.DeadLetterRecorded, writers, (GATEWAY,), key, key,
+                  "A record was set aside for good, with the reason; the stream behind it went on."),
+        EventSpec(t, dl.DEAD_LETTER_REPLAYED, dl.DeadLetterReplayed, (GATEWAY,), (GATEWAY,), key, key,
+                  "An operator replayed a dead letter (as it was, or fixed) onto its topic."),
+    ]
+
+
+CATALOGUE: tuple[EventSpec, ...] = (*_request_logs(), *_projects(), *_models(), *_datasets(), *_dead_letters())
 
 
 def events_of(topic: str) -> list[EventSpec]:

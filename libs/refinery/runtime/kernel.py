@@ -40,6 +40,7 @@ import uvicorn
 from aiohttp import web
 
 from refinery import logging_setup
+from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import Follower, OffsetStore
 from refinery.bus.producer import DurableProducer
 from refinery.bus.topics import ensure_topics
@@ -80,6 +81,8 @@ class Kernel(Generic[S]):
         self._grpc: list[GrpcService] = []
         self._readiness: list[Callable[[], Awaitable[object]]] = []
         self.ready = asyncio.Event()
+        self._dead_letters: DeadLetterSink | None = None
+        self._announcing: set[asyncio.Task[str]] = set()
 
     # ---- registering parts ----------------------------------------------------------------
 
@@ -140,11 +143,46 @@ class Kernel(Generic[S]):
         await ensure_topics(self.settings.bus_bootstrap, dict.fromkeys(topics, self.settings.topic_partitions))
 
     async def producer(self, topic: str, spool: str = "spool", **options: Any) -> DurableProducer:
-        """A durable producer for `topic`, spooling to `<data dir>/<service>/<spool>`."""
+        """A durable producer for `topic`, spooling to `<data dir>/<service>/<spool>`. A record it sets
+        aside for good (too large for the bus) is also announced on the dead-letter topic."""
+        sink = await self.dead_letters() if topic != self.settings.dead_letters_topic else None
         options.setdefault("max_event_bytes", self.settings.bus_max_event_bytes)
         producer = DurableProducer(self.settings.bus_bootstrap, topic, self.settings.service_dir(self.name) / spool,
                                    **options)
+        if sink is not None:
+            producer.on_set_aside = self._announcer(sink, producer)
         return await self.part(f"producer {topic}", producer)
+
+    async def dead_letters(self) -> DeadLetterSink:
+        """This service's dead-letter sink (see `refinery.bus.dead_letters`), started once, before the
+        parts that use it, so it stops after them."""
+        if self._dead_letters is None:
+            topic = self.settings.dead_letters_topic
+            await self.topics(topic)
+            producer = await self.producer(topic, spool="dead-letter-spool")
+            self._dead_letters = DeadLetterSink(producer, self.name)
+        return self._dead_letters
+
+    def _announcer(self, sink: DeadLetterSink, producer: DurableProducer) -> Callable[[bytes, bytes, str], None]:
+        loop = asyncio.get_running_loop()
+
+        def publish(key: bytes, value: bytes, reason: str) -> None:
+            task = loop.create_task(sink.set_aside(
+                topic=producer.topic, key=key, value=value,
+                reason=f"{reason}; kept whole in {producer.dead_letters.path}"))
+            self._announcing.add(task)
+            task.add_done_callback(self._announced)
+
+        def announce(key: bytes, value: bytes, reason: str) -> None:
+            loop.call_soon_threadsafe(publish, key, value, reason)
+
+        return announce
+
+    def _announced(self, task: asyncio.Task[str]) -> None:
+        self._announcing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("announcing a dead letter failed (it is kept in the dead-letter file): %s",
+                           task.exception())
 
     def outbox(self, store: EventSourcedStore, producer: DurableProducer) -> OutboxRelay:
         """Publish `store`'s outbox through `producer`; at shutdown it drains before the producer stops."""
@@ -157,6 +195,7 @@ class Kernel(Generic[S]):
     async def follow(self, topic: str, subscriptions: Subscriptions, offsets: OffsetStore,
                      **options: Any) -> Follower:
         """Deliver `topic`'s events to `subscriptions`, resuming at the offsets `offsets` keeps."""
+        options.setdefault("dead_letters", await self.dead_letters())
         follower = Follower(self.settings.bus_bootstrap, topic, subscriptions, offsets, **options)
         return await self.part(f"follower {subscriptions.name} {topic}", follower)
 
@@ -281,6 +320,7 @@ class Kernel(Generic[S]):
                             await service.set_serving(False)
         finally:
             self._stack = None
+            self._dead_letters = None
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

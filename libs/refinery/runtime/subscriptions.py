@@ -87,13 +87,23 @@ class EventDecoder:
 
     def decode(self, raw: bytes, where: str = "?") -> Event[Any] | None:
         """The typed event in `raw`, or None (counted) when it is not for a handler here."""
+        return self.decode_checked(raw, where)[0]
+
+    def decode_checked(self, raw: bytes, where: str = "?") -> tuple[Event[Any] | None, str | None]:
+        """`(event, None)`; `(None, None)` for a record that is not for this consumer (a read barrier,
+        a type handled elsewhere or not known here); `(None, reason)` for a record that is broken and
+        will never decode, which the caller sets aside as a dead letter."""
         try:
             envelope = orjson.loads(raw)
             event_type = envelope["type"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             self.stats.malformed += 1
             log.error("%s: undecodable record at %s skipped", self.name, where)
-            return None
+            return None, f"undecodable record ({type(exc).__name__}: {exc})"
+        if not isinstance(event_type, str):
+            self.stats.malformed += 1
+            log.error("%s: record without a string type at %s skipped", self.name, where)
+            return None, "the envelope's type is not a string"
         model = self._models.get(event_type)
         if model is None:
             if event_type in self._catalogue:
@@ -101,15 +111,18 @@ class EventDecoder:
             else:
                 self.stats.unknown += 1
                 if event_type not in self.stats.unknown_types:
-                    self.stats.unknown_types.add(str(event_type))
+                    self.stats.unknown_types.add(event_type)
                     log.warning("%s: unknown event type %r at %s skipped", self.name, event_type, where)
-            return None
+            return None, None
         try:
-            return model.model_validate(envelope)
+            return model.model_validate(envelope), None
         except ValidationError as exc:
             self.stats.malformed += 1
             log.error("%s: malformed %s at %s skipped: %s", self.name, event_type, where, exc)
-            return None
+            errors = exc.errors()
+            field = ".".join(str(part) for part in errors[0]["loc"]) if errors else "?"
+            why = errors[0]["msg"] if errors else "invalid"
+            return None, f"malformed {event_type}: {exc.error_count()} invalid field(s), first {field!r}: {why}"
 
 
 class Subscriptions(EventDecoder):

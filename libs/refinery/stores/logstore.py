@@ -8,10 +8,23 @@ Rows are versioned (ReplacingMergeTree): a metadata update writes a new copy of 
 row with a higher version instead of mutating in place, and every read uses FINAL. Versions
 and `seq` are bus offsets of one project partition, so replaying events is idempotent and
 "latest" means "most recently accepted".
+
+Connections are kept per purpose, so one kind of work never waits behind another: ingestion
+(inserts, the duplicate check, metadata patches, offsets) has its own client, and reads
+(search, export pages, counts) take one of a few read clients for each call. A client runs one
+statement at a time (an HTTP client is one ClickHouse session, which refuses concurrent
+queries; a chdb client is one engine handle, on which a second query while a stream is open
+returns nothing), but separate clients run in parallel: over HTTP they are separate sessions,
+and chdb documents (and we measured) that queries on separate handles to one engine are safe
+and concurrent: inserts and small reads answered in well under a second while another handle
+ran a minute-long scan. So a tenant's heavy search or a whole-project export holds one read
+client at a time, never the ingest client, and other tenants' reads take the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +33,7 @@ from typing import Any
 
 import clickhouse_connect
 import orjson
+from clickhouse_connect.driver.client import Client
 
 COLUMNS = [
     "project_id", "log_id", "seq", "version", "received_at", "requested_at", "completed_at",
@@ -84,29 +98,74 @@ def scalar_text(value: str, value_type: str) -> str:
     return value
 
 
-class LogStore:
-    """All reads and writes of request logs. Not thread-safe by itself: calls are serialised."""
+# A metadata patch reads and rewrites its logs this many at a time: each statement stays short
+# and small however many logs one update event names.
+PATCH_CHUNK = 2_000
 
-    def __init__(self, dsn: str, database: str = "refinery") -> None:
-        self._client = clickhouse_connect.get_client(dsn=dsn)
-        self._db = database
-        self._lock = threading.Lock()
-        self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-        self._client.command(_DDL.format(db=database))
-        self._client.command(_OFFSETS_DDL.format(db=database))
-        self._table = f"{database}.request_logs"
+
+class _Clients:
+    """A fixed set of clients for one purpose. A call takes one for its statements and gives it
+    back; callers beyond the set wait their turn in arrival order."""
+
+    def __init__(self, dsn: str, count: int) -> None:
+        self._all: list[Client] = []
+        self._free: queue.Queue[Client] = queue.Queue()
+        try:
+            for _ in range(count):
+                client = clickhouse_connect.get_client(dsn=dsn)
+                self._all.append(client)
+                self._free.put(client)
+        except BaseException:
+            self.close()
+            raise
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[Client]:
+        client = self._free.get()
+        try:
+            yield client
+        finally:
+            self._free.put(client)
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._all:
+            client.close()
+
+
+class LogStore:
+    """All reads and writes of request logs, safe to call from several threads at once.
+
+    `read_connections` bounds how many reads run at once; ingestion has a client of its own.
+    """
+
+    def __init__(self, dsn: str, database: str = "refinery", read_connections: int = 4) -> None:
+        if read_connections < 1:
+            raise ValueError(f"read_connections must be at least 1, got {read_connections}")
+        self._db = database
+        self._table = f"{database}.request_logs"
+        self._ingest_lock = threading.Lock()
+        self._ingest = clickhouse_connect.get_client(dsn=dsn)
+        try:
+            self._ingest.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+            self._ingest.command(_DDL.format(db=database))
+            self._ingest.command(_OFFSETS_DDL.format(db=database))
+            self._reads = _Clients(dsn, read_connections)
+        except BaseException:
+            self._ingest.close()
+            raise
+
+    def close(self) -> None:
+        self._reads.close()
+        self._ingest.close()
 
     # ---- writes -------------------------------------------------------------------------
 
     def existing_ids(self, project_ids_and_logs: dict[str, list[str]]) -> set[tuple[str, str]]:
         """Which (project, log) pairs are stored already: ingest skips them (idempotence)."""
         found: set[tuple[str, str]] = set()
-        with self._lock:
+        with self._ingest_lock:
             for project_id, log_ids in project_ids_and_logs.items():
-                rows = self._client.query(
+                rows = self._ingest.query(
                     f"SELECT log_id FROM {self._table} WHERE project_id = {{p:String}} "
                     "AND log_id IN {ids:Array(String)}",
                     parameters={"p": project_id, "ids": log_ids},
@@ -116,8 +175,8 @@ class LogStore:
 
     def load_offsets(self, topic: str) -> dict[int, int]:
         """Where ingest stopped: kept in the store itself, written after each batch's rows."""
-        with self._lock:
-            rows = self._client.query(
+        with self._ingest_lock:
+            rows = self._ingest.query(
                 f"SELECT partition, max(next_offset) FROM {self._db}.ingest_offsets WHERE topic = {{t:String}} "
                 "GROUP BY partition",
                 parameters={"t": topic},
@@ -125,8 +184,8 @@ class LogStore:
         return {int(p): int(o) for p, o in rows}
 
     def save_offsets(self, topic: str, offsets: dict[int, int]) -> None:
-        with self._lock:
-            self._client.insert(
+        with self._ingest_lock:
+            self._ingest.insert(
                 f"{self._db}.ingest_offsets", [[topic, p, o] for p, o in offsets.items()],
                 column_names=["topic", "partition", "next_offset"],
             )
@@ -134,24 +193,32 @@ class LogStore:
     def insert_rows(self, rows: list[list[Any]]) -> None:
         if not rows:
             return
-        with self._lock:
-            self._client.insert(self._table, rows, column_names=COLUMNS)
+        with self._ingest_lock:
+            self._ingest.insert(self._table, rows, column_names=COLUMNS)
 
     def apply_metadata_patch(
         self, project_id: str, log_ids: list[str], patch: dict[str, str | None], version: int
     ) -> int:
-        """Write new versions of the given logs with `patch` merged; already-applied is a no-op."""
-        if not log_ids:
-            return 0
-        with self._lock:
-            rows = self._client.query(
+        """Write new versions of the given logs with `patch` merged; already-applied is a no-op.
+
+        Applied PATCH_CHUNK logs at a time, each chunk read and rewritten in one hold of the
+        ingest client; a replay after a crash mid-way skips the chunks already at `version`.
+        """
+        written = 0
+        for start in range(0, len(log_ids), PATCH_CHUNK):
+            written += self._patch_chunk(project_id, log_ids[start:start + PATCH_CHUNK], patch, version)
+        return written
+
+    def _patch_chunk(self, project_id: str, log_ids: list[str], patch: dict[str, str | None], version: int) -> int:
+        meta_idx = COLUMNS.index("metadata")
+        ver_idx = COLUMNS.index("version")
+        with self._ingest_lock:
+            rows = self._ingest.query(
                 f"SELECT {', '.join(COLUMNS)} FROM {self._table} FINAL WHERE project_id = {{p:String}} "
                 "AND log_id IN {ids:Array(String)} AND version < {v:UInt64}",
                 parameters={"p": project_id, "ids": log_ids, "v": version},
             ).result_rows
             new_rows = []
-            meta_idx = COLUMNS.index("metadata")
-            ver_idx = COLUMNS.index("version")
             for row in rows:
                 row = list(row)
                 meta = dict(row[meta_idx])
@@ -164,8 +231,8 @@ class LogStore:
                 row[ver_idx] = version
                 new_rows.append(row)
             if new_rows:
-                self._client.insert(self._table, new_rows, column_names=COLUMNS)
-            return len(new_rows)
+                self._ingest.insert(self._table, new_rows, column_names=COLUMNS)
+        return len(new_rows)
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -218,8 +285,8 @@ class LogStore:
 
     def matching_ids(self, project_id: str, filters: list[LogFilter]) -> list[str]:
         where, params = self._where(project_id, filters)
-        with self._lock:
-            rows = self._client.query(
+        with self._reads.one() as client:
+            rows = client.query(
                 f"SELECT log_id FROM {self._table} FINAL WHERE {where}", parameters=params
             ).result_rows
         return [r[0] for r in rows]
@@ -228,11 +295,11 @@ class LogStore:
         self, project_id: str, filters: list[LogFilter], limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         where, params = self._where(project_id, filters)
-        with self._lock:
-            total = self._client.query(
+        with self._reads.one() as client:
+            total = client.query(
                 f"SELECT count() FROM {self._table} FINAL WHERE {where}", parameters=params
             ).result_rows[0][0]
-            rows = self._client.query(
+            rows = client.query(
                 f"SELECT {', '.join(COLUMNS)} FROM {self._table} FINAL WHERE {where} "
                 f"ORDER BY seq DESC LIMIT {int(limit)} OFFSET {int(offset)}",
                 parameters=params,
@@ -244,12 +311,15 @@ class LogStore:
         return rows[0] if rows else None
 
     def iter_export(self, project_id: str, filters: list[LogFilter], page: int = 1000) -> Iterator[dict]:
-        """All matching logs, oldest first, a page at a time (never the whole set in memory)."""
+        """All matching logs, oldest first, a page at a time (never the whole set in memory).
+
+        Each page takes a read client only for its query: a consumer that is slow between pages
+        (a client reading an export slowly) holds no connection."""
         where, params = self._where(project_id, filters)
         last_seq = -1
         while True:
-            with self._lock:
-                rows = self._client.query(
+            with self._reads.one() as client:
+                rows = client.query(
                     f"SELECT {', '.join(COLUMNS)} FROM {self._table} FINAL WHERE {where} "
                     f"AND seq > {{after:Int64}} ORDER BY seq ASC LIMIT {int(page)}",
                     parameters={**params, "after": last_seq},
@@ -261,11 +331,11 @@ class LogStore:
             last_seq = int(rows[-1][COLUMNS.index("seq")])
 
     def count(self, project_id: str | None = None) -> int:
-        with self._lock:
+        with self._reads.one() as client:
             if project_id is None:
-                return int(self._client.query(f"SELECT count() FROM {self._table} FINAL").result_rows[0][0])
+                return int(client.query(f"SELECT count() FROM {self._table} FINAL").result_rows[0][0])
             return int(
-                self._client.query(
+                client.query(
                     f"SELECT count() FROM {self._table} FINAL WHERE project_id = {{p:String}}",
                     parameters={"p": project_id},
                 ).result_rows[0][0]

@@ -408,10 +408,13 @@ def entry_from_log(log: dict[str, Any]) -> Entry | None:
         return None
     output = _output_message(log.get("respOpenai"))
     req = log.get("reqPayload")
-    if output is None or not isinstance(req, dict):
-        return None
+    if output is None or not isinstance(req, dict) or not isinstance(req.get("messages"), list):
+        return None  # a reported request is stored as given: read it defensively
     if log.get("source") == "report-anthropic" or looks_anthropic(req):
-        req = anthropic_request_to_openai(req)
+        try:
+            req = anthropic_request_to_openai(req)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            return None  # not a shape that trains
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
         return None
