@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 import orjson
 from aiokafka import AIOKafkaProducer
 from refinery.config import REQUEST_LOGS_TOPIC
+from refinery.grpc_server import client_channel
 from refinery.rpc import logs_pb2_grpc
 from refinery.stack.platform import Stack
 from refinery.stack.process import ManagedProcess, free_port
@@ -178,7 +178,7 @@ async def run_all(args: argparse.Namespace, stack: Stack, fake_url: str, project
     # Idle connections are dropped before the gateway's (uvicorn's 5 s) keep-alive ends, so a
     # request never lands on a connection the server is closing (a client artefact, not a result).
     connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=4)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports['log_ingest_grpc']}")
+    channel = client_channel(f"127.0.0.1:{stack.ports['log_ingest_grpc']}", token=stack.internal_token)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
             env = Env(stack.api_base, API_KEY, fake_url, project_id, partitions, stack.tansu.bootstrap, session,

@@ -24,7 +24,8 @@ async def build(k: Kernel[DatasetSettings]) -> None:
     rules = await k.part("import rules", RuleConsumer(store, s.bus_bootstrap, s.request_logs_topic,
                                                       fetch_wait_ms=s.rules_fetch_wait_ms,
                                                       dead_letters=await k.dead_letters()))
-    uploads = await k.part("uploads", UploadProcessor(store, objects, s.upload_batch_lines))
+    uploads = await k.part("uploads", UploadProcessor(store, objects, s.upload_batch_lines,
+                                                        s.upload_max_line_bytes))
     relabel = await k.part("relabel", RelabelRunner(store, s.proxy_router_url, s.relabel_timeout_s))
     logs = logs_pb2_grpc.LogStoreStub(k.channel(s.log_ingest_grpc))
     servicer = DatasetsServicer(store, objects, uploads, rules, logs, relabel,

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from refinery import internal_auth
 from refinery.wire.entries import input_messages
 
 from dataset.store import DatasetStore, NotFound
@@ -34,7 +35,7 @@ class RelabelRunner:
         return self._proxy_url is not None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=internal_auth.headers())
         for job in await asyncio.to_thread(self._store.relabel_jobs.running):
             self.launch(job)
 

@@ -29,6 +29,11 @@ class DatasetSettings(ObjectStoreSettings):
     stream_workers: int = Field(
         default=8, ge=1, le=256, description="Exports and snapshot reads streamed at once; more wait for a thread.",
     )
+    # A JSONL line longer than this is reported as that line's error and skipped (its bytes are
+    # never held), and the rest of the file is read.
+    upload_max_line_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Longest line of an uploaded JSONL file, in bytes.",
+    )
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.service_dir('dataset') / 'dataset.db'}"

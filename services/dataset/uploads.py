@@ -4,6 +4,8 @@ The file is never held in memory: chunks go to a multipart upload while they arr
 processing streams the stored object back, a batch of lines per transaction. Each batch
 commits its entries together with the upload's progress (bytes and lines processed), so a
 restarted service resumes after the last committed line: nothing lost, nothing twice.
+A bad line (invalid, too deep, too long) is reported by its number and the rest of the file is
+read as usual (`upload_lines`).
 """
 
 from __future__ import annotations
@@ -14,20 +16,26 @@ import threading
 from typing import Any
 
 from refinery.stores.objectstore import ChunkPipe, ObjectStore
-from refinery.wire.entries import EntryError, parse_jsonl_line
+from refinery.wire.entries import EntryError
 
 from dataset.store import DatasetStore, NewEntry
+from dataset.upload_lines import parse_line, split_lines, too_long
 
 log = logging.getLogger("refinery.dataset")
 
 BATCH_BYTES = 8 * 1024 * 1024
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 class UploadProcessor:
-    def __init__(self, store: DatasetStore, objects: ObjectStore, batch_lines: int = 2000) -> None:
+    def __init__(
+        self, store: DatasetStore, objects: ObjectStore, batch_lines: int = 2000,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
         self._store = store
         self._objects = objects
         self._batch_lines = batch_lines
+        self._max_line_bytes = max_line_bytes
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
@@ -108,18 +116,21 @@ class UploadProcessor:
             )
             batch, errors, batch_bytes, lines_in_batch = [], [], 0, 0
 
-        for end, line in self._objects.iter_lines(up["object_key"], offset=pos):
+        chunks = self._objects.iter_chunks(up["object_key"], offset=pos)
+        for line in split_lines(chunks, pos, self._max_line_bytes):
             if self._stopping.is_set():
                 return  # resumes from the last committed batch at the next start
             line_no += 1
-            pos = end
+            pos = line.end
             lines_in_batch += 1
-            batch_bytes += len(line)
+            batch_bytes += len(line.data) if line.data is not None else 0
+            entry = None
             try:
-                entry = parse_jsonl_line(line, coerce_metadata=True)
+                if line.data is None:
+                    raise EntryError(too_long(line.length, self._max_line_bytes))
+                entry = parse_line(line.data)
             except EntryError as exc:
                 errors.append({"line": line_no, "message": str(exc)})
-                entry = None
             if entry is not None:
                 batch.append(NewEntry(entry))
             if lines_in_batch >= self._batch_lines or batch_bytes >= BATCH_BYTES:

@@ -7,6 +7,7 @@ the bare-ASGI hot paths both use it, so a key the one accepts the other accepts 
 from __future__ import annotations
 
 from fastapi import Request
+from refinery.internal_auth import matches
 
 from gateway.errors import ApiError
 
@@ -32,6 +33,7 @@ async def project_of(request: Request) -> str:
 
 
 async def admin_only(request: Request) -> None:
+    """The admin token, compared in constant time: a timing difference would let it be guessed byte by byte."""
     token = bearer_token(request.headers.get("authorization"))
-    if token is None or token != request.app.state.deps.admin_token:
+    if not matches(token, request.app.state.deps.admin_token):
         raise ApiError(401, "UNAUTHORIZED", "Admin token required")

@@ -9,6 +9,7 @@ import secrets
 from refinery.bus.producer import DurableProducer
 from refinery.events.envelope import Envelope
 from refinery.events.request_logs import READ_BARRIER
+from refinery.secrets_box import SecretBox
 
 from gateway.projects import ProjectRegistry
 from gateway.reads import ReadBinder
@@ -19,13 +20,19 @@ log = logging.getLogger("refinery.gateway")
 
 def admin_token(settings: GatewaySettings) -> str:
     """The admin API's token: from settings, else made once and kept in the data dir (0600)."""
-    if settings.admin_token:
-        return settings.admin_token
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value().strip()
     path = settings.service_dir("gateway") / "admin-token"
     if not path.exists():
         path.write_text(secrets.token_hex(24))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def secret_box(settings: GatewaySettings) -> SecretBox:
+    """The box of provider secrets: the configured key, else the one kept in the data dir (0600)."""
+    key = settings.encryption_key.get_secret_value() if settings.encryption_key is not None else None
+    return SecretBox.from_key_or_file(key, settings.service_dir("gateway") / "secret.key")
 
 
 def bootstrap(settings: GatewaySettings, registry: ProjectRegistry) -> None:

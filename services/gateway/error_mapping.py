@@ -38,8 +38,7 @@ class Backend:
 
 LOG_STORE = Backend("The log store is not available ({code}: {details}); retry shortly")
 DATASETS = Backend("The dataset service is not available ({code}: {details}); retry")
-# The model routes' 503 has always carried the dataset service's wording; kept, since it is API.
-MODEL_REGISTRY = DATASETS
+MODEL_REGISTRY = Backend("The model registry is not available ({code}: {details}); retry")
 
 _STATUS = {
     grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"),

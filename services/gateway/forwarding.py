@@ -9,6 +9,7 @@ the endpoint and answers its errors) hands the same call whatever reaches it wit
 from __future__ import annotations
 
 import aiohttp
+from refinery import internal_auth
 from starlette.types import Send
 
 from gateway.errors import ApiError, send_error
@@ -50,6 +51,7 @@ class ProxyForwarder:
         when proxy-router cannot be reached. `headers` are the request's, as ASGI gives them."""
         out = {name: v.decode("latin-1") for raw, name in _FORWARDED if (v := headers.get(raw)) is not None}
         out["x-refinery-project-id"] = project_id
+        out.update(internal_auth.headers())
         assert self.session is not None, "ProxyForwarder.start() was not awaited"
         try:
             upstream = await self.session.post(self.url, data=body, headers=out)

@@ -8,10 +8,9 @@ from refinery.events.catalogue import TOPICS
 from refinery.grpc_server import check_health
 from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc, models_pb2_grpc, projects_pb2_grpc
 from refinery.runtime.kernel import Kernel, service_main
-from refinery.secrets_box import SecretBox
 
 from gateway.app import Deps, build_app
-from gateway.bootstrap import admin_token, bootstrap, mark_baseline
+from gateway.bootstrap import admin_token, bootstrap, mark_baseline, secret_box
 from gateway.dead_letters import DeadLetterBook, NoOffsets, Replayer
 from gateway.forwarding import ProxyForwarder
 from gateway.hot_paths import HotPaths
@@ -23,8 +22,7 @@ from gateway.settings import GatewaySettings
 
 async def build(k: Kernel[GatewaySettings]) -> None:
     s = k.settings
-    box = SecretBox.from_file(s.service_dir("gateway") / "secret.key")
-    registry = await k.store(ProjectRegistry, s.db_url(), box)
+    registry = await k.store(ProjectRegistry, s.db_url(), secret_box(s))
     await k.thread(bootstrap, s, registry)
     await k.topics(s.request_logs_topic, s.projects_topic)
     producer = await k.producer(s.request_logs_topic)

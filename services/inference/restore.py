@@ -1,4 +1,5 @@
-"""After a restart, inference loads again every adapter the registry has deployed on its base model."""
+"""After a restart, inference answers again for every adapter the registry has deployed on its base
+model: as many as fit are loaded now, the others on their first request."""
 
 from __future__ import annotations
 
@@ -24,9 +25,16 @@ async def restore_deployments(server: InferenceServer, registry: grpc.aio.Channe
     else:
         log.error("could not list deployments from the registry; adapters load on their next deployment")
         return
-    for d in resp.deployments:
-        if d.base_model == server.base_id and d.model_id not in server.engine.adapters():
-            try:
-                await asyncio.to_thread(server.load, d.model_id, d.adapter_key, list(d.pruning_rules))
-            except Exception:
-                log.exception("could not restore %s", d.slug)
+    ours = [d for d in resp.deployments if d.base_model == server.base_id]
+    room = int(getattr(server.engine, "max_adapters", len(ours)))
+    for i, d in enumerate(ours):
+        if d.model_id in server.engine.adapters():
+            continue
+        if i >= room:  # more than fit in memory: the rest load on their first request
+            server.remember(d.model_id, d.adapter_key, list(d.pruning_rules))
+            continue
+        try:
+            await asyncio.to_thread(server.load, d.model_id, d.adapter_key, list(d.pruning_rules))
+        except Exception:
+            log.exception("could not restore %s", d.slug)
+            server.remember(d.model_id, d.adapter_key, list(d.pruning_rules))  # tried again on demand

@@ -9,6 +9,7 @@ streams are produced token by token from that thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -59,17 +60,23 @@ def _legacy_function_call(message: dict[str, Any]) -> dict[str, Any]:
 
 
 class InferenceServer:
+    """Serves every deployed adapter, whatever the engine's capacity: the engine keeps at most
+    `max_adapters` in memory and evicts the least recently used, so the server remembers each
+    deployment (its adapter key and local copy) and loads an evicted adapter again on its next
+    request. A deployed model answers, even when more are deployed than fit in memory at once."""
+
     def __init__(self, engine: Any, objects: ObjectStore, adapters_dir: Path, base_id: str) -> None:
         self.engine = engine
         self._objects = objects
         self._dir = adapters_dir
         self.base_id = base_id
         self.rules: dict[str, list[str]] = {}
+        self.deployed: dict[str, str] = {}  # model id -> adapter key: what this server answers for
+        self._reloading: dict[str, asyncio.Lock] = {}
 
     # ---- control ----------------------------------------------------------------------
 
-    def load(self, model_id: str, adapter_key: str, rules: list[str]) -> float:
-        started = time.perf_counter()
+    def _fetch(self, model_id: str, adapter_key: str) -> Path:
         target = self._dir / model_id
         staging = self._dir / f".{model_id}-{uuid.uuid4().hex[:6]}"
         self._objects.get_dir(adapter_key, staging)
@@ -78,14 +85,55 @@ class InferenceServer:
 
             shutil.rmtree(target)
         staging.rename(target)
+        return target
+
+    def load(self, model_id: str, adapter_key: str, rules: list[str]) -> float:
+        started = time.perf_counter()
+        target = self._fetch(model_id, adapter_key)
         self.engine.load_adapter(model_id, target)
         self.rules[model_id] = list(rules)
+        self.deployed[model_id] = adapter_key
         from inference.engine import GenerationParams
 
         # Deployed means it answers: one token through the new adapter.
         self.engine.generate(model_id, [{"role": "user", "content": "Hi"}], None,
                              GenerationParams(max_tokens=1, temperature=0.0))
         return time.perf_counter() - started
+
+    def remember(self, model_id: str, adapter_key: str, rules: list[str]) -> None:
+        """A deployment to answer for, loaded on its first request (more than fit in memory)."""
+        self.deployed[model_id] = adapter_key
+        self.rules[model_id] = list(rules)
+
+    def forget(self, model_id: str) -> None:
+        """The model is no longer deployed: unload it and never load it again on demand."""
+        from inference.engine import UnknownAdapter
+
+        self.deployed.pop(model_id, None)
+        self.rules.pop(model_id, None)
+        with contextlib.suppress(UnknownAdapter):  # evicted already: nothing in memory to release
+            self.engine.unload_adapter(model_id)
+
+    def _reload(self, model_id: str) -> None:
+        """Load an evicted adapter again, from its local copy (or the object store, if that is gone)."""
+        target = self._dir / model_id
+        if not (target / "adapter_config.json").is_file():
+            target = self._fetch(model_id, self.deployed[model_id])
+        seconds = self.engine.load_adapter(model_id, target)
+        log.info("reloaded evicted adapter %s in %.2f s", model_id, seconds)
+
+    async def ready(self, model_id: str) -> bool:
+        """Whether the adapter can answer now, loading it again if it was evicted; False for a model
+        this server was never asked to deploy."""
+        if model_id in self.engine.adapters():
+            return True
+        if model_id not in self.deployed:
+            return False
+        lock = self._reloading.setdefault(model_id, asyncio.Lock())
+        async with lock:  # concurrent requests for one evicted adapter load it once
+            if model_id not in self.engine.adapters() and model_id in self.deployed:
+                await asyncio.to_thread(self._reload, model_id)
+        return model_id in self.engine.adapters()
 
     # ---- HTTP -------------------------------------------------------------------------
 
@@ -101,8 +149,15 @@ class InferenceServer:
         if not all(isinstance(m, dict) for m in body["messages"]):
             return _error(400, "invalid_request_error", "`messages` must be an array of objects")
         adapter = request.headers.get("x-refinery-adapter") or None
-        if adapter is not None and adapter not in self.engine.adapters():
-            return _error(404, "model_not_found", f"The model `{body.get('model')}` is not loaded here")
+        if adapter is not None:
+            try:
+                loaded = await self.ready(adapter)
+            except Exception as exc:
+                log.exception("reloading adapter %s failed", adapter)
+                return _error(503, "model_unavailable",
+                              f"The model `{body.get('model')}` could not be loaded again: {exc}; retry")
+            if not loaded:
+                return _error(404, "model_not_found", f"The model `{body.get('model')}` is not loaded here")
         temperature = body.get("temperature")
         if temperature is None:
             default = request.headers.get("x-refinery-default-temperature")
@@ -141,7 +196,7 @@ class InferenceServer:
             return await self._stream(request, adapter, messages, tools, params, model, created, completion_id,
                                       legacy, bool((body.get("stream_options") or {}).get("include_usage")))
         try:
-            result = await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params)
+            result = await self._generate(adapter, messages, tools, params)
         except UnknownAdapter:
             return _error(404, "model_not_found", f"The model `{model}` is not loaded here")
         except ValueError as exc:
@@ -158,9 +213,24 @@ class InferenceServer:
                       "total_tokens": result.prompt_tokens + result.completion_tokens},
         }, dumps=lambda o: orjson.dumps(o).decode())
 
+    async def _generate(self, adapter: str | None, messages: list[dict], tools: list[dict] | None,
+                        params: Any) -> Any:
+        """Generate; an adapter evicted between the check and the generation (other requests
+        loaded others meanwhile) is loaded again once and the generation retried."""
+        from inference.engine import UnknownAdapter
+
+        try:
+            return await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params)
+        except UnknownAdapter:
+            if adapter is None or not await self.ready(adapter):
+                raise
+            return await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params)
+
     async def _stream(self, request, adapter, messages, tools, params, model, created, completion_id, legacy,
                       include_usage) -> web.StreamResponse:
         from refinery.ml.chat_format import parse_completion
+
+        from inference.engine import UnknownAdapter
 
         queue: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -192,6 +262,16 @@ class InferenceServer:
         started: set[int] = set()
         completion_tokens = 0
         first = await queue.get()
+        if isinstance(first, UnknownAdapter) and adapter is not None:
+            await worker
+            await queue.get()  # the end marker of that first run
+            if not await self.ready(adapter):  # evicted since the check: loaded again, and run again once
+                return _error(404, "model_not_found", f"The model `{model}` is not loaded here")
+            worker = loop.run_in_executor(None, produce)
+            first = await queue.get()
+        if isinstance(first, UnknownAdapter):
+            await worker
+            return _error(404, "model_not_found", f"The model `{model}` is not loaded here")
         if isinstance(first, Exception):
             await worker
             return _error(400, "invalid_request_error", str(first))
@@ -273,5 +353,5 @@ class InferenceControl(inference_pb2_grpc.InferenceServicer):
     async def UnloadAdapter(self, request, context):
         if self.server is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the base model is still loading")
-        await asyncio.to_thread(self._server.engine.unload_adapter, request.model_id)
+        await asyncio.to_thread(self._server.forget, request.model_id)
         return inference_pb2.Unloaded()

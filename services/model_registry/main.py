@@ -20,7 +20,8 @@ async def build(k: Kernel[RegistrySettings]) -> None:
     lifecycle = Lifecycle(store, inference, s.deploy_timeout_s, s.stall_timeout_s)
     await k.follow(s.models_topic, subscriptions(lifecycle), store)
     k.task("watchdog", lifecycle.watchdog())
-    servicer = RegistryServicer(store, datasets_pb2_grpc.DatasetsStub(k.channel(s.dataset_grpc)))
+    servicer = RegistryServicer(store, datasets_pb2_grpc.DatasetsStub(k.channel(s.dataset_grpc)),
+                                s.allowed_base_model_roots())
     await k.grpc(s.grpc_host, s.grpc_port, (servicer, models_pb2_grpc.add_ModelRegistryServicer_to_server))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,34 +13,22 @@ import orjson
 from refinery.events import models as ev
 from refinery.rpc import datasets_pb2, models_pb2, models_pb2_grpc
 
+from model_registry.base_models import RefusedBaseModel, check_base_model
+from model_registry.states import wire_status
 from model_registry.store import Conflict, NotFound, RegistryStore
 from model_registry.validation import InvalidModel, check_create, preference_params, sft_params
 
 log = logging.getLogger("refinery.model_registry")
 
 
-def known_base(model_id: str) -> bool:
-    """A base this installation can train: the bundled default, or a local model directory."""
-    try:
-        from refinery.ml.base_models import canonical_id, known_base_models
-    except ImportError:  # the ML extra is not installed on this host
-        known: list[str] = []
-    else:
-        known = known_base_models()
-        model_id = canonical_id(model_id)
-    if model_id.lower() in {k.lower() for k in known}:
-        return True
-    p = Path(model_id)
-    return p.is_absolute() and (p / "config.json").exists()
-
-
 class RegistryServicer(models_pb2_grpc.ModelRegistryServicer):
     """Takes and returns typed messages (see models.proto, which lists the refusals); the REST
     shape of models is the gateway's."""
 
-    def __init__(self, store: RegistryStore, datasets: Any) -> None:
+    def __init__(self, store: RegistryStore, datasets: Any, base_model_roots: Sequence[Path]) -> None:
         self._store = store
         self._datasets = datasets
+        self._base_model_roots = list(base_model_roots)
 
     async def _abort_for(self, context, exc: Exception) -> None:
         if isinstance(exc, NotFound):
@@ -71,13 +60,13 @@ class RegistryServicer(models_pb2_grpc.ModelRegistryServicer):
             if parent.status != "DEPLOYED" or not parent.adapter_key:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"base model {request.base_model!r} is a model that is not trained yet "
-                                    f"(status {parent.status})")
+                                    f"(status {wire_status(parent.status)})")
             init_adapter, base_model = parent.adapter_key, parent.base_model
-        elif not await asyncio.to_thread(known_base, request.base_model):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"unknown base model {request.base_model!r}: use a base model this installation "
-                                "has (HuggingFaceTB/SmolLM2-135M-Instruct), a local model directory, or the slug "
-                                "of a model trained in this project")
+        else:
+            try:
+                await asyncio.to_thread(check_base_model, request.base_model, self._base_model_roots)
+            except RefusedBaseModel as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.kind == "openpipeReward" and init_adapter:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a reward model must start from a base model")
         rules = await self._dataset_rules(context, request)
@@ -151,7 +140,8 @@ class RegistryServicer(models_pb2_grpc.ModelRegistryServicer):
         except NotFound:
             return models_pb2.Resolution(found=False)
         return models_pb2.Resolution(
-            found=True, status=row.status, model_id=row.id, default_temperature=row.default_temperature or 0.0,
+            found=True, status=wire_status(row.status), model_id=row.id,
+            default_temperature=row.default_temperature or 0.0,
             has_default_temperature=row.default_temperature is not None)
 
     async def Deployments(self, request, context):
@@ -161,7 +151,8 @@ class RegistryServicer(models_pb2_grpc.ModelRegistryServicer):
 
 def model_message(row: Any) -> models_pb2.Model:
     return models_pb2.Model(
-        id=row.id, slug=row.slug, dataset_id=row.dataset_id, base_model=row.base_model, status=row.status,
+        id=row.id, slug=row.slug, dataset_id=row.dataset_id, base_model=row.base_model,
+        status=wire_status(row.status),
         error_message=row.error_message, default_temperature=row.default_temperature,
         pruning_rules=list(row.pruning_rules), snapshot_id=row.snapshot_id, created_at=row.created_at,
         updated_at=row.updated_at, hyperparameters_json=orjson.dumps(row.hyperparameters),

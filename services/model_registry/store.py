@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import BaseModel
 from refinery.events import models as ev
 from refinery.stores.eventstore import EventSourcedStore
 from sqlalchemy import (
@@ -22,6 +23,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+
+from model_registry.states import (
+    RUNNING_STATES,
+    TRAINING_STATES,
+    ModelState,
+    check,
+    state_of,
+    wire_status,
+)
 
 projections = MetaData()
 
@@ -69,7 +79,8 @@ checkpoints_table = Table(
     Column("created_at", Float, nullable=False),
 )
 
-ACTIVE = ("QUEUED", "PROVISIONING", "TRAINING")
+# States whose row carries an error message (the API's ERROR).
+_ENDS_WITH_ERROR = frozenset({ModelState.FAILED, ModelState.CANCELLED, ModelState.TIMED_OUT})
 
 
 class NotFound(KeyError):
@@ -134,50 +145,69 @@ class RegistryStore(EventSourcedStore):
 
         return self._write(run)
 
-    def set_status(self, model_id: str, status: str, error: str | None = None) -> None:
-        def run(conn: Connection) -> None:
+    def state(self, model_id: str) -> ModelState | None:
+        row = self.by_id(model_id)
+        return None if row is None else state_of(row.status, row.deleted)
+
+    def _move(self, conn: Connection, row: Any, target: ModelState, error: str | None = None,
+              adapter_key: str | None = None) -> bool:
+        """Move `row` to `target` inside the caller's transaction, with the events that tell the
+        others: the status the API shows (when it changed), the cancel the trainer acts on, the
+        deployment inference and eval follow, the deletion. False when already there; raises
+        IllegalTransition, writing nothing, when the lifecycle forbids the move."""
+        current = state_of(row.status, row.deleted)
+        if not check(current, target):
+            return False
+        now = _now()
+        message = error if target in _ENDS_WITH_ERROR else None
+        values: dict[str, Any] = {"status": target.value, "updated_at": now, "last_event_at": now}
+        if target != ModelState.DELETED:
+            values["error_message"] = message
+        else:
+            values["deleted"] = True
+        if adapter_key is not None:
+            values["adapter_key"] = adapter_key
+        conn.execute(update(models_table).where(models_table.c.id == row.id).values(**values))
+        items: list[tuple[str, BaseModel]] = []
+        if current in TRAINING_STATES and target in (ModelState.CANCELLED, ModelState.TIMED_OUT, ModelState.DELETED):
+            items.append((ev.TRAINING_CANCEL_REQUESTED, ev.TrainingCancelRequested()))
+        if target == ModelState.DELETED:
+            items.append((ev.MODEL_DELETED, ev.ModelDeleted(slug=row.slug, dataset_id=row.dataset_id)))
+        elif wire_status(current) != wire_status(target):
+            items.append((ev.MODEL_STATUS_CHANGED, ev.ModelStatusChanged(status=wire_status(target),
+                                                                         error_message=message)))
+        if target == ModelState.DEPLOYED:
+            items.append((ev.MODEL_DEPLOYED, ev.ModelDeployed(adapter_key=adapter_key or row.adapter_key or "",
+                                                              base_model=row.base_model)))
+        self._append(conn, row.project_id, row.id, items)
+        return True
+
+    def transition(self, model_id: str, target: ModelState, error: str | None = None,
+                   adapter_key: str | None = None) -> bool:
+        """Move the model to `target` (see `_move`); NotFound when there is no such model."""
+        def run(conn: Connection) -> bool:
             row = conn.execute(select(models_table).where(models_table.c.id == model_id)).first()
-            if row is None or row.deleted:
-                return
-            if row.status == status:
-                return
-            conn.execute(update(models_table).where(models_table.c.id == model_id).values(
-                status=status, error_message=error, updated_at=_now(), last_event_at=_now()))
-            self._append(conn, row.project_id, model_id, [
-                (ev.MODEL_STATUS_CHANGED, ev.ModelStatusChanged(status=status, error_message=error))])
+            if row is None:
+                raise NotFound(f"model {model_id!r} not found")
+            return self._move(conn, row, target, error, adapter_key)
 
-        self._write(run)
-
-    def deployed(self, model_id: str, adapter_key: str) -> None:
-        def run(conn: Connection) -> None:
-            row = conn.execute(select(models_table).where(models_table.c.id == model_id)).one()
-            conn.execute(update(models_table).where(models_table.c.id == model_id).values(
-                status="DEPLOYED", error_message=None, adapter_key=adapter_key, updated_at=_now()))
-            self._append(conn, row.project_id, model_id, [
-                (ev.MODEL_STATUS_CHANGED, ev.ModelStatusChanged(status="DEPLOYED")),
-                (ev.MODEL_DEPLOYED, ev.ModelDeployed(adapter_key=adapter_key, base_model=row.base_model))])
-
-        self._write(run)
+        return self._write(run)
 
     def delete(self, project_id: str, slug: str) -> Any:
         def run(conn: Connection) -> Any:
             row = self._row(conn, project_id, slug)
-            conn.execute(update(models_table).where(models_table.c.id == row.id).values(
-                deleted=True, updated_at=_now()))
-            items: list[tuple[str, Any]] = [(ev.MODEL_DELETED, ev.ModelDeleted(slug=slug, dataset_id=row.dataset_id))]
-            if row.status in ACTIVE:
-                items.insert(0, (ev.TRAINING_CANCEL_REQUESTED, ev.TrainingCancelRequested()))
-            self._append(conn, project_id, row.id, items)
+            self._move(conn, row, ModelState.DELETED)
             return row
 
         return self._write(run)
 
     def request_cancel(self, project_id: str, slug: str) -> Any:
+        """Cancel training under way (the model is CANCELLED at once, the trainer stops its job);
+        a model past training is left as it is."""
         def run(conn: Connection) -> Any:
             row = self._row(conn, project_id, slug)
-            if row.status in ACTIVE:
-                self._append(conn, project_id, row.id, [
-                    (ev.TRAINING_CANCEL_REQUESTED, ev.TrainingCancelRequested())])
+            if state_of(row.status) in TRAINING_STATES:
+                self._move(conn, row, ModelState.CANCELLED, "training was cancelled")
             return row
 
         return self._write(run)
@@ -223,10 +253,14 @@ class RegistryStore(EventSourcedStore):
             return list(conn.execute(select(checkpoints_table).where(
                 checkpoints_table.c.model_id == row.id).order_by(checkpoints_table.c.created_at)))
 
-    def active(self) -> list[Any]:
+    def in_states(self, states: frozenset[ModelState]) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(select(models_table).where(
-                models_table.c.status.in_(ACTIVE), models_table.c.deleted.is_(False))))
+                models_table.c.status.in_([s.value for s in states]), models_table.c.deleted.is_(False))))
+
+    def running(self) -> list[Any]:
+        """Models whose training the trainer is running (queued ones are waiting, not running)."""
+        return self.in_states(RUNNING_STATES)
 
     def all_deployed(self) -> list[Any]:
         with self.engine.connect() as conn:

@@ -38,6 +38,18 @@ class CallLog:
             self.record(call, provider=provider, status_code=status, resp_payload=resp,
                         error_message=error_message_of(resp) or f"upstream returned {status}")
 
+    def streamed(self, call: ChatRequest, provider: str, completion: dict[str, Any], error: str | None) -> None:
+        """A relayed stream: a 200 when it ended as streams do, else a 502 with what arrived and why not."""
+        if error is None:
+            self.answered(call, provider, 200, completion, ok=True)
+        else:
+            self.record(call, provider=provider, status_code=502, resp_payload=completion, usage=usage_of(completion),
+                        completion_id=completion_id_of(completion), error_message=error)
+
+    def unusable(self, call: ChatRequest, provider: str, resp: Any, message: str) -> None:
+        """An upstream answer that cannot be relayed (answered as a 502): logged as it arrived, with why."""
+        self.record(call, provider=provider, status_code=502, resp_payload=resp, error_message=message)
+
     def failed(self, call: ChatRequest, provider: str, status: int, message: str) -> None:
         """A call that got no answer from an upstream: the proxy's own error."""
         self.record(call, provider=provider, status_code=status, error_message=message)

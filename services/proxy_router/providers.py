@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from refinery import internal_auth
 from refinery.grpc_server import client_channel
 from refinery.rpc import projects_pb2, projects_pb2_grpc
 
@@ -67,7 +68,7 @@ class ModelResolver:
             return None, None
         if res.status != "DEPLOYED":
             return None, f"is not deployed yet (status {res.status})"
-        headers = [("x-refinery-adapter", res.model_id)]
+        headers = [("x-refinery-adapter", res.model_id), *internal_auth.headers().items()]
         if res.has_default_temperature:
             headers.append(("x-refinery-default-temperature", repr(res.default_temperature)))
         return Upstream("openpipe", self._inference, "", tuple(headers)), None

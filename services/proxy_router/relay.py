@@ -3,6 +3,11 @@
 Every answer carries the proxy's own share of the time in `x-refinery-overhead-ms`; in a
 stream that is the set-up before the upstream answered. A stream's log is handed over
 (`on_done`) before its final marker is written, so the client's next read sees the call.
+
+A stream that breaks off is logged all the same, with what arrived and why it ended: the
+upstream hung up or timed out (the client then gets an error event, which the OpenAI SDK raises
+as an error, instead of an answer that merely stops), an Anthropic stream ended before
+`message_stop`, or the client itself went away.
 """
 
 from __future__ import annotations
@@ -21,7 +26,17 @@ from proxy_router.streams import ChunkMerger
 log = logging.getLogger("refinery.proxy_router")
 
 OVERHEAD_HEADER = "x-refinery-overhead-ms"
-OnDone = Callable[[dict[str, Any]], None]
+# The completion merged from what was streamed, and why the stream ended early (None: it did not).
+OnDone = Callable[[dict[str, Any], "str | None"], None]
+CLIENT_GONE = "the client closed the connection before the stream ended"
+
+
+def broke_off(provider: str, exc: BaseException) -> str:
+    return f"the {provider} stream broke off before it ended ({type(exc).__name__}: {exc})"[:500]
+
+
+class _ClientGone(Exception):
+    """Writing to the client failed: it hung up."""
 
 
 def plain_response(
@@ -42,10 +57,18 @@ class _Downstream:
         })
 
     async def write(self, data: bytes) -> None:
-        if not self._prepared:
-            await self.response.prepare(self._request)
-            self._prepared = True
-        await self.response.write(data)
+        try:
+            if not self._prepared:
+                await self.response.prepare(self._request)
+                self._prepared = True
+            await self.response.write(data)
+        except ConnectionError as exc:
+            raise _ClientGone from exc
+
+    async def error(self, message: str) -> None:
+        """An error event in place of the rest of the stream: the OpenAI SDK raises it."""
+        body = {"error": {"message": message, "type": "upstream_error", "param": None, "code": None}}
+        await self.write(b"data: " + orjson.dumps(body) + b"\n\n")
 
     async def close(self) -> web.StreamResponse:
         if not self._prepared:
@@ -62,30 +85,48 @@ class _Once:
         self._on_done = on_done
         self.done = False
 
-    def __call__(self) -> None:
+    def __call__(self, error: str | None = None) -> None:
         if not self.done:
             self.done = True
-            self._on_done(self._completion())
+            self._on_done(self._completion(), error)
+
+
+async def _ended(out: _Downstream, finish: _Once, provider: str, exc: BaseException) -> web.StreamResponse:
+    """A stream that broke off: logged with what arrived and why, and the client told, if still there."""
+    if isinstance(exc, _ClientGone):
+        finish(CLIENT_GONE)
+        return out.response  # aiohttp finishes a response whose client has gone
+    message = broke_off(provider, exc)
+    log.warning("%s", message)
+    finish(message)
+    try:
+        await out.error(message)
+        return await out.close()
+    except (_ClientGone, ConnectionError):
+        return out.response
 
 
 async def relay_stream(
-    request: web.Request, up: aiohttp.ClientResponse, overhead_ms: float, on_done: OnDone,
+    request: web.Request, up: aiohttp.ClientResponse, overhead_ms: float, on_done: OnDone, provider: str = "upstream",
 ) -> web.StreamResponse:
     """An OpenAI-compatible stream, relayed line for line; the log holds the merged chunks."""
     out = _Downstream(request, overhead_ms)
     merger = ChunkMerger()
     finish = _Once(merger.completion, on_done)
-    async for line in up.content:
-        if line.startswith(b"data:"):
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                finish()
-            elif data:
-                try:
-                    merger.add(orjson.loads(data))
-                except (orjson.JSONDecodeError, AttributeError, TypeError):
-                    log.warning("unparseable stream chunk from upstream")
-        await out.write(line)
+    try:
+        async for line in up.content:
+            if line.startswith(b"data:"):
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    finish()
+                elif data:
+                    try:
+                        merger.add(orjson.loads(data))
+                    except (orjson.JSONDecodeError, AttributeError, TypeError):
+                        log.warning("unparseable stream chunk from upstream")
+            await out.write(line)
+    except (aiohttp.ClientError, TimeoutError, _ClientGone) as exc:
+        return await _ended(out, finish, provider, exc)
     finish()  # an upstream that ended without [DONE] is logged all the same
     return await out.close()
 
@@ -94,7 +135,11 @@ async def relay_anthropic_stream(
     request: web.Request, up: aiohttp.ClientResponse, translator: StreamTranslator, overhead_ms: float,
     on_done: OnDone,
 ) -> web.StreamResponse:
-    """Anthropic stream events, relayed as OpenAI chunks; the log holds them merged, with the usage."""
+    """Anthropic stream events, relayed as OpenAI chunks; the log holds them merged, with the usage.
+
+    Anthropic always ends a stream with `message_stop`; one that ends without it (or with an
+    `error` event) is an answer cut short, logged as an error with what arrived.
+    """
     out = _Downstream(request, overhead_ms)
     merger = ChunkMerger()
 
@@ -102,17 +147,30 @@ async def relay_anthropic_stream(
         return {**merger.completion(), "usage": translator.total_usage()}
 
     finish = _Once(completion, on_done)
-    async for line in up.content:
-        if not line.startswith(b"data:"):
-            continue
+    try:
+        async for line in up.content:
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                event = orjson.loads(line[5:].strip())
+            except orjson.JSONDecodeError:
+                continue
+            for chunk in translator.feed(event):
+                if chunk == DONE:
+                    finish()
+                else:
+                    merger.add(orjson.loads(chunk[6:]))
+                await out.write(chunk)
+            if translator.error is not None:
+                break
+    except (aiohttp.ClientError, TimeoutError, _ClientGone) as exc:
+        return await _ended(out, finish, "anthropic", exc)
+    if not finish.done:
+        message = translator.error or "the anthropic stream ended before message_stop: the answer is incomplete"
+        log.warning("%s", message)
+        finish(message)
         try:
-            event = orjson.loads(line[5:].strip())
-        except orjson.JSONDecodeError:
-            continue
-        for chunk in translator.feed(event):
-            if chunk == DONE:
-                finish()
-            else:
-                merger.add(orjson.loads(chunk[6:]))
-            await out.write(chunk)
+            await out.error(message)
+        except _ClientGone:
+            return out.response
     return await out.close()

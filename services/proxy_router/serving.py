@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 from refinery.bus.producer import DurableProducer
 from refinery.stores.cache import ResponseCache
-from refinery.wire.anthropic import StreamTranslator, to_completion, to_openai_error
+from refinery.wire.anthropic import StreamTranslator, not_a_message, to_completion, to_openai_error
 
 from proxy_router.caching import TTL_S, scoped_to
 from proxy_router.call_log import CallLog
@@ -131,7 +131,7 @@ class ChatProxy:
     # -- relay (and log) --------------------------------------------------------------------------
 
     def _on_done(self, call: ChatRequest, provider: str) -> OnDone:
-        return lambda completion: self._log.answered(call, provider, 200, completion, ok=True)
+        return lambda completion, error: self._log.streamed(call, provider, completion, error)
 
     async def _openai(self, request: web.Request, call: ChatRequest, route: Route, upstream: Upstream,
                       ) -> web.StreamResponse:
@@ -140,7 +140,7 @@ class ChatProxy:
         try:
             if call.stream and up.status == 200:
                 return await relay_stream(request, up, call.setup_ms(upstream_started),
-                                          self._on_done(call, route.provider))
+                                          self._on_done(call, route.provider), route.provider)
             payload = await up.read()
         finally:
             up.release()
@@ -165,6 +165,9 @@ class ChatProxy:
         upstream_s = time.perf_counter() - upstream_started
         ok = up.status == 200
         answer = upstream_json(raw)
+        if ok and (why_not := not_a_message(answer)) is not None:
+            self._log.unusable(call, "anthropic", answer, why_not)
+            raise ProxyError(502, why_not)
         out = to_completion(answer, call.model) if ok else to_openai_error(up.status, answer)
         self._log.answered(call, "anthropic", up.status, out, ok=ok)
         return plain_response(orjson.dumps(out), up.status, JSON, call.overhead_ms(upstream_s))

@@ -51,6 +51,10 @@ class JobStore(EventSourcedStore):
             row = conn.execute(select(jobs_table.c.cancel).where(jobs_table.c.model_id == model_id)).first()
         return bool(row and row.cancel)
 
+    def get(self, model_id: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs_table).where(jobs_table.c.model_id == model_id)).first()
+
     def next_job(self) -> Any:
         with self.engine.connect() as conn:
             return conn.execute(select(jobs_table).where(jobs_table.c.status == "QUEUED").order_by(

@@ -14,6 +14,11 @@ Why these particular behaviours:
   before it, and benchmarks set it to model a slow upstream or to 0 to measure pure overhead.
 * Magic model names produce the upstream errors that pass-through tests need: ``gpt-4o-error`` and
   ``claude-error`` (404), ``fail-500`` and ``fail-429``.
+* Magic model names also produce the broken answers the proxy must still log: ``claude-stream-cut``
+  streams the answer but stops before ``message_delta``/``message_stop``; ``claude-stream-hangup``
+  and ``gpt-4o-stream-hangup`` send the first frames of the stream, then drop the connection
+  mid-body; ``claude-stream-overloaded`` sends Anthropic's mid-stream ``error`` event;
+  ``claude-array-200`` answers a plain request 200 with a JSON array instead of a message.
 * ``GET /fake/stats`` / ``POST /fake/reset`` count the requests that reached the upstream, so a test
   can prove a cache hit never left the proxy.
 * It never crashes and never logs per request: every failure becomes a JSON error body, and
@@ -53,6 +58,11 @@ DEFAULT_API_KEYS: tuple[str, ...] = ("sk-fake", "ak-fake")
 MODELS: tuple[str, ...] = ("gpt-4o", "gpt-4o-mini", "gpt-4o-2024-08-06", "o1")
 
 NOT_FOUND_MODELS = frozenset({"gpt-4o-error", "claude-error"})
+STREAM_CUT_MODEL = "claude-stream-cut"
+STREAM_HANGUP_MODELS = frozenset({"claude-stream-hangup", "gpt-4o-stream-hangup"})
+STREAM_OVERLOADED_MODEL = "claude-stream-overloaded"
+ARRAY_200_MODEL = "claude-array-200"
+HANGUP_AFTER_FRAMES = 4
 DELAY_HEADER = "x-fake-delay-ms"
 MAX_DELAY_MS = 600_000.0  # a typo in a header must not park a connection for hours
 MAX_CHOICES = 128  # the real API's limit; also bounds the work one request can cause
@@ -421,6 +431,19 @@ async def _sse(request: web.Request, frames: Iterable[bytes]) -> web.StreamRespo
     return resp
 
 
+async def _sse_then_hang_up(request: web.Request, frames: Iterable[bytes]) -> web.StreamResponse:
+    """The first frames of a stream, then the connection dropped with the body unfinished (no last
+    chunk), as an upstream that dies mid-answer leaves it."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    with contextlib.suppress(ConnectionError):
+        await resp.prepare(request)
+        for frame in itertools.islice(frames, HANGUP_AFTER_FRAMES):
+            await resp.write(frame)
+    if request.transport is not None:
+        request.transport.close()  # sends what was written, then closes: the body never ends
+    return resp
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -629,6 +652,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if model in STREAM_HANGUP_MODELS:
+            return await _sse_then_hang_up(request, _chunk_frames(completion, include_usage))
         return await _sse(request, _chunk_frames(completion, include_usage))
     return _json_response(completion)
 
@@ -736,7 +761,17 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     messages = _required_messages(body)
     message = _anthropic_message(body, model, messages)
     if body.get("stream") is True:
-        return await _sse(request, _anthropic_frames(message))
+        frames = list(_anthropic_frames(message))
+        if model == STREAM_CUT_MODEL:
+            return await _sse(request, frames[:-2])  # no message_delta, no message_stop
+        if model == STREAM_OVERLOADED_MODEL:
+            overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            return await _sse(request, [*frames[:3], _event("error", overloaded)])
+        if model in STREAM_HANGUP_MODELS:
+            return await _sse_then_hang_up(request, frames)
+        return await _sse(request, frames)
+    if model == ARRAY_200_MODEL:
+        return _json_response([message])
     return _json_response(message)
 
 

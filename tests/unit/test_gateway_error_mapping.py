@@ -31,7 +31,8 @@ def test_anything_else_is_a_503_worded_by_the_backend() -> None:
         "The log store is not available (UNAVAILABLE: connection refused); retry shortly"
     assert api_error(down, DATASETS).message == \
         "The dataset service is not available (UNAVAILABLE: connection refused); retry"
-    assert api_error(down, MODEL_REGISTRY).message == api_error(down, DATASETS).message  # as it has always been
+    assert api_error(down, MODEL_REGISTRY).message == \
+        "The model registry is not available (UNAVAILABLE: connection refused); retry"
     late = api_error(_rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, ""), DATASETS)
     assert (late.status, late.code, late.issues) == (503, "SERVICE_UNAVAILABLE", [])
     assert "DEADLINE_EXCEEDED: DEADLINE_EXCEEDED" in late.message

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from model_registry.lifecycle import Lifecycle, subscriptions
+from model_registry.servicer import model_message
 from model_registry.store import RegistryStore
 from refinery.config import MODELS_TOPIC
 from refinery.events import models as ev
@@ -77,7 +78,7 @@ async def test_a_failed_job_ends_in_error_and_a_deleted_model_ignores_its_events
     await bus.publish(MODELS_TOPIC, _trainer(failing.id, 1, ev.TRAINING_FAILED, ev.TrainingFailed(
         error_message="out of memory")))
     row = store.by_id(failing.id)
-    assert (row.status, row.error_message) == ("ERROR", "out of memory")
+    assert (model_message(row).status, row.error_message) == ("ERROR", "out of memory")
     store.delete("p1", "d")
     await bus.publish(MODELS_TOPIC, _trainer(deleted.id, 1, ev.TRAINING_STARTED, ev.TrainingStarted(
         attempt=1, train_rows=1, test_rows=0, phase="sft")))

@@ -133,6 +133,8 @@ def _models() -> list[EventSpec]:
         (md.TRAINING_CHECKPOINT_SAVED, md.TrainingCheckpointSaved, "A checkpoint was saved after an epoch."),
         (md.TRAINING_COMPLETED, md.TrainingCompleted, "Training finished; the adapter is in object storage."),
         (md.TRAINING_FAILED, md.TrainingFailed, "Training failed or was cancelled."),
+        (md.TRAINING_REQUEUED, md.TrainingRequeued,
+         "An attempt ended without an outcome (a crash, or a trainer stopping); the job runs again."),
     ]
     return [
         *(EventSpec(t, type_, data, (MODEL_REGISTRY,), consumers, key, "model id", text)

@@ -24,6 +24,7 @@ TRAINING_PROGRESSED = "training.progressed"
 TRAINING_CHECKPOINT_SAVED = "training.checkpoint_saved"
 TRAINING_COMPLETED = "training.completed"
 TRAINING_FAILED = "training.failed"
+TRAINING_REQUEUED = "training.requeued"
 
 
 class ModelCreated(BaseModel):
@@ -115,6 +116,16 @@ class TrainingFailed(BaseModel):
     model_config = ConfigDict(frozen=True)
     error_message: str
     cancelled: bool = False
+
+
+class TrainingRequeued(BaseModel):
+    """An attempt ended without an outcome (the trainer crashed or was stopped) and the job waits
+    to run again; `attempt` is the one that ended, of at most `max_attempts`."""
+
+    model_config = ConfigDict(frozen=True)
+    attempt: int
+    max_attempts: int
+    reason: str
 
 
 def model_event(project_id: str, model_id: str, version: int, event_type: str, data: BaseModel) -> Envelope:

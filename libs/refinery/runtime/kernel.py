@@ -39,7 +39,7 @@ import grpc
 import uvicorn
 from aiohttp import web
 
-from refinery import logging_setup
+from refinery import internal_auth, logging_setup
 from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import Follower, OffsetStore
 from refinery.bus.producer import DurableProducer
@@ -81,6 +81,7 @@ class Kernel(Generic[S]):
         self._grpc: list[GrpcService] = []
         self._readiness: list[Callable[[], Awaitable[object]]] = []
         self.ready = asyncio.Event()
+        self.internal_token = ""  # set by serve (see refinery.internal_auth)
         self._dead_letters: DeadLetterSink | None = None
         self._announcing: set[asyncio.Task[str]] = set()
 
@@ -221,13 +222,16 @@ class Kernel(Generic[S]):
                    ) -> GrpcService:
         """The service's gRPC server with health (NOT_SERVING until the service is ready); each of
         `servicers` is a servicer and its generated `add_<Name>Servicer_to_server`."""
-        service = await start_grpc(host, port, [partial(_add, servicer, add) for servicer, add in servicers])
+        service = await start_grpc(host, port, [partial(_add, servicer, add) for servicer, add in servicers],
+                                   token=self.internal_token)
         self._grpc.append(service)
         self.on_stop(f"grpc :{service.port}", service.stop)
         return service
 
     async def http(self, app: Any, host: str, port: int) -> int:
-        """An aiohttp application on `host:port`; returns the bound port."""
+        """An internal aiohttp application on `host:port`; returns the bound port. Every route but
+        /health answers 401 without the internal token."""
+        app.middlewares.append(internal_auth.http_guard(self.internal_token))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -301,6 +305,9 @@ class Kernel(Generic[S]):
             async with contextlib.AsyncExitStack() as stack:
                 self._stack = stack
                 try:
+                    # Every server this process starts refuses calls without it; every client attaches it.
+                    self.internal_token = self.settings.service_token()
+                    internal_auth.use_token(self.internal_token)
                     await build(self)
                 except Exception as exc:
                     self.log.error("%s failed to start (%s: %s); stopping the %d parts started",

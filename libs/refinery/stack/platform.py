@@ -2,8 +2,13 @@
 
 Start order follows dependencies: SeaweedFS, Tansu on it, log-ingest, proxy-router,
 dataset, model-registry, trainer and inference (when the ML extra is installed), gateway;
-stop goes the other way. Every port except the gateway's is picked free at start,
-and what a client needs (gateway URL) is written to `<data_dir>/stack.json`.
+stop goes the other way. Every port except the gateway's is picked free at start, and every
+server binds 127.0.0.1 (the services' defaults); what a client needs (gateway URL) is written
+to `<data_dir>/stack.json`.
+
+The internal calls between the services carry one token, made once per data dir and kept in
+`<data_dir>/internal-token` (0600, like the admin token), given to every service, so the stack
+runs with nothing to configure and a restarted service still speaks to the others.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from refinery import internal_auth
 from refinery.config import REQUEST_LOGS_TOPIC
 from refinery.stack.infra import SeaweedFS, Tansu
 from refinery.stack.process import ManagedProcess, free_port, port_open
@@ -36,6 +42,9 @@ class Stack:
         self.port = port or free_port()
         self.durable = durable
         self.extra_env = env or {}
+        # A token the caller gives (or the environment has) wins; else the data dir's, made once.
+        given = self.extra_env.get("REFINERY_INTERNAL_TOKEN") or os.environ.get("REFINERY_INTERNAL_TOKEN")
+        self.internal_token = given or internal_auth.load_or_create(self.data_dir)
         self.seaweed: SeaweedFS | None = None
         self.tansu: Tansu | None = None
         self.retention: ManagedProcess | None = None
@@ -74,6 +83,7 @@ class Stack:
             "REFINERY_BUS_BOOTSTRAP": self.tansu.bootstrap,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
+            "REFINERY_INTERNAL_TOKEN": self.internal_token,
         }
 
     def _python(self, name: str, module: str, env: dict[str, str]) -> ManagedProcess:
@@ -201,7 +211,9 @@ class Stack:
         proc.start()
 
     def admin_token(self) -> str:
-        return (self.data_dir / "gateway" / "admin-token").read_text().strip()
+        """The gateway's admin token: the one the stack was given, else the one the gateway keeps."""
+        given = self.extra_env.get("REFINERY_ADMIN_TOKEN", "").strip()
+        return given or (self.data_dir / "gateway" / "admin-token").read_text().strip()
 
     def stop(self) -> None:
         for name in ("gateway", "inference", "trainer", "model-registry", "dataset", "proxy-router", "log-ingest"):

@@ -179,13 +179,32 @@ def _tokens(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+def _kind_of(body: Any) -> str:
+    if body is None:
+        return "an empty body"
+    if isinstance(body, dict):
+        kind = body.get("type")
+        return f"an object of type {str(kind)[:50]!r}" if kind is not None else "an object with no type"
+    if isinstance(body, list):
+        return "a JSON array"
+    return f"a JSON {type(body).__name__}"
+
+
+def not_a_message(body: Any) -> str | None:
+    """Why a 200 answer from Anthropic cannot be relayed (it is not a `message`), or None if it can."""
+    if isinstance(body, dict) and body.get("type") == "message":
+        return None
+    return f"Anthropic answered 200 with {_kind_of(body)} instead of a message"
+
+
 def message_to_openai_completion(resp: Any) -> Any:
     """An Anthropic `message` as an OpenAI `chat.completion`; anything else is returned as is."""
     if not isinstance(resp, dict) or resp.get("type") != "message":
         return resp
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
-    for block in resp.get("content") or []:
+    content = resp.get("content")
+    for block in content if isinstance(content, list) else []:
         if not isinstance(block, dict):
             continue
         if block.get("type") == "text" and isinstance(block.get("text"), str):
@@ -223,7 +242,13 @@ def message_to_openai_completion(resp: Any) -> Any:
 
 
 def to_completion(message: Any, requested_model: str) -> dict[str, Any]:
-    """The proxy's answer to an Anthropic message: named by the model the client asked for."""
+    """The proxy's answer to an Anthropic message: named by the model the client asked for.
+
+    ValueError (worded by `not_a_message`) when `message` is not one: there is nothing to answer with.
+    """
+    why_not = not_a_message(message)
+    if why_not is not None:
+        raise ValueError(why_not)
     completion = message_to_openai_completion(message)
     completion["model"] = requested_model
     completion["created"] = int(time.time())
@@ -243,8 +268,22 @@ def to_openai_error(status: int, body: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A stream event's field as an object, whatever arrived: a malformed event must not end the relay."""
+    return value if isinstance(value, dict) else {}
+
+
+def _block_index(event: dict[str, Any]) -> int:
+    index = event.get("index", 0)
+    return index if isinstance(index, int) else 0
+
+
 class StreamTranslator:
-    """Anthropic stream events in, OpenAI `chat.completion.chunk` SSE lines out (`DONE` last)."""
+    """Anthropic stream events in, OpenAI `chat.completion.chunk` SSE lines out (`DONE` last).
+
+    An `error` event (Anthropic sends one when it fails mid-stream, e.g. overloaded) sets `error`;
+    nothing follows it.
+    """
 
     def __init__(self, requested_model: str) -> None:
         self.model = requested_model
@@ -252,46 +291,53 @@ class StreamTranslator:
         self.created = int(time.time())
         self.tool_index: dict[int, int] = {}
         self.usage: dict[str, int] = {}
+        self.error: str | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def feed(self, event: dict[str, Any]) -> list[bytes]:
+    def feed(self, event: Any) -> list[bytes]:
+        event = _obj(event)
         kind = event.get("type")
         if kind == "message_start":
-            msg = event.get("message") or {}
-            self.id = msg.get("id") or ""
-            self.usage["prompt_tokens"] = (msg.get("usage") or {}).get("input_tokens") or 0
+            msg = _obj(event.get("message"))
+            msg_id = msg.get("id")
+            self.id = msg_id if isinstance(msg_id, str) else ""
+            self.usage["prompt_tokens"] = _tokens(_obj(msg.get("usage")).get("input_tokens"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             return self._block_start(event)
         if kind == "content_block_delta":
             return self._block_delta(event)
         if kind == "message_delta":
-            stop = (event.get("delta") or {}).get("stop_reason")
-            self.usage["completion_tokens"] = (event.get("usage") or {}).get("output_tokens") or 0
+            stop = _obj(event.get("delta")).get("stop_reason")
+            self.usage["completion_tokens"] = _tokens(_obj(event.get("usage")).get("output_tokens"))
             return [self._chunk({}, finish_reason(stop))]
         if kind == "message_stop":
             return [DONE]
+        if kind == "error":
+            err = _obj(event.get("error"))
+            self.error = (f"the anthropic stream failed: {err.get('type') or 'error'}: "
+                          f"{err.get('message') or 'no message'}")[:500]
         return []
 
     def _block_start(self, event: dict[str, Any]) -> list[bytes]:
-        block = event.get("content_block") or {}
+        block = _obj(event.get("content_block"))
         if block.get("type") != "tool_use":
             return []
         index = len(self.tool_index)
-        self.tool_index[event.get("index", 0)] = index
+        self.tool_index[_block_index(event)] = index
         return [self._chunk({"tool_calls": [{"index": index, "id": block.get("id", ""), "type": "function",
                                              "function": {"name": block.get("name", ""), "arguments": ""}}]})]
 
     def _block_delta(self, event: dict[str, Any]) -> list[bytes]:
-        delta = event.get("delta") or {}
+        delta = _obj(event.get("delta"))
         if delta.get("type") == "text_delta":
             return [self._chunk({"content": delta.get("text", "")})]
         if delta.get("type") == "input_json_delta":
-            index = self.tool_index.get(event.get("index", 0), 0)
+            index = self.tool_index.get(_block_index(event), 0)
             return [self._chunk({"tool_calls": [{"index": index,
                                                  "function": {"arguments": delta.get("partial_json", "")}}]})]
         return []

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from refinery.events import datasets as ev
 from refinery.wire.entries import Entry, entry_to_dict, parse_entry, stable_split
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from dataset.store.entry_rows import entry_body, entry_of_row, row_to_entry, row_to_export
@@ -57,6 +57,21 @@ def _entries_added(payloads: list[dict[str, Any]], source: ev.EntrySource, uploa
         size += n_bytes
     items.append(added(batch))
     return items
+
+
+def metadata_equals(dialect: str, key: str, value: str) -> ColumnElement[bool]:
+    """An entry whose metadata holds `key` with `value`, for any key a string can be.
+
+    The key is always a bound parameter, never part of a JSON path: SQLite's path syntax cannot
+    quote every key (a `"` breaks it; backslashes and non-ASCII keys silently miss), so there the
+    metadata's pairs are matched through `json_each`. PostgreSQL's `->>` takes the key as a
+    parameter already.
+    """
+    meta = entries_table.c.meta
+    if dialect == "sqlite":
+        pairs = func.json_each(meta).table_valued("key", "value", joins_implicitly=True)
+        return exists(select(1).select_from(pairs).where(pairs.c.key == key, pairs.c.value == value))
+    return meta[key].as_string() == value
 
 
 def _imported_logs(conn: Connection, dataset_id: str, log_ids: list[str]) -> set[str]:
@@ -134,8 +149,7 @@ class Entries(StorePart):
             where = [t.c.dataset_id == dataset_id]
             if split:
                 where.append(t.c.split == split)
-            for key, value in (metadata or {}).items():
-                where.append(t.c.meta[key].as_string() == value)
+            where.extend(metadata_equals(conn.dialect.name, key, value) for key, value in (metadata or {}).items())
             total = conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one()
             rows = conn.execute(select(t).where(*where).order_by(t.c.seq).limit(limit).offset(offset)).all()
         return [row_to_entry(r) for r in rows], int(total)
