@@ -27,6 +27,7 @@ from refinery.rpc import logs_pb2, logs_pb2_grpc
 from refinery.stores import eventstore
 from refinery.wire.entries import entry_from_log
 
+from dataset.executors import IMPORT_RULES, IMPORTS
 from dataset.log_filters import errored, log_view, matches
 from dataset.store import DatasetStore, NewEntry
 
@@ -67,7 +68,7 @@ async def import_once(
     async def flush() -> None:
         nonlocal batch
         if batch:
-            result = await asyncio.to_thread(store.entries.add, project_id, dataset_id, batch, "logs")
+            result = await IMPORTS.run(store.entries.add, project_id, dataset_id, batch, "logs")
             counts.imported += result.created
             counts.skipped_duplicates += result.duplicates
         batch = []
@@ -178,7 +179,7 @@ class RuleConsumer:
                 continue
             async with self._lock:
                 reached = positions_after(batches)
-                await until_done("applying request logs to import rules", asyncio.to_thread, self._apply,
+                await until_done("applying request logs to import rules", IMPORT_RULES.run, self._apply,
                                  batches, reached)
                 self._positions.update(reached)
             await self._committer.stored(dict(self._saved))

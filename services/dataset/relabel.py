@@ -17,6 +17,7 @@ import orjson
 from refinery import internal_auth
 from refinery.wire.entries import input_messages
 
+from dataset.executors import RELABEL
 from dataset.store import DatasetStore, NotFound
 
 log = logging.getLogger("refinery.dataset")
@@ -36,7 +37,7 @@ class RelabelRunner:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers=internal_auth.headers())
-        for job in await asyncio.to_thread(self._store.relabel_jobs.running):
+        for job in await RELABEL.run(self._store.relabel_jobs.running):
             self.launch(job)
 
     async def stop(self) -> None:
@@ -52,29 +53,29 @@ class RelabelRunner:
         self._jobs[job["id"]] = asyncio.create_task(self._run(job))
 
     async def _run(self, job: dict[str, Any]) -> None:
-        pending = await asyncio.to_thread(self._store.relabel_jobs.pending_entries, job["id"])
+        pending = await RELABEL.run(self._store.relabel_jobs.pending_entries, job["id"])
         sem = asyncio.Semaphore(max(1, job["concurrency"]))
 
         async def one(entry_id: str) -> None:
             async with sem:
                 try:
                     output = await self._generate(job, entry_id)
-                    await asyncio.to_thread(
+                    await RELABEL.run(
                         self._store.relabel_jobs.relabeled, job["project_id"], job["dataset_id"], entry_id, job["id"],
                         job["model"], output, job["keep_rejected"],
                     )
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    await asyncio.to_thread(self._store.relabel_jobs.failed, job["id"], entry_id, str(exc) or repr(exc))
+                    await RELABEL.run(self._store.relabel_jobs.failed, job["id"], entry_id, str(exc) or repr(exc))
 
         await asyncio.gather(*(one(e) for e in pending))
-        await asyncio.to_thread(self._store.relabel_jobs.finish, job["id"], "DONE")
+        await RELABEL.run(self._store.relabel_jobs.finish, job["id"], "DONE")
         self._jobs.pop(job["id"], None)
 
     async def _generate(self, job: dict[str, Any], entry_id: str) -> dict[str, Any]:
         try:
-            entry = await asyncio.to_thread(self._store.entries.entry, job["project_id"], job["dataset_id"], entry_id)
+            entry = await RELABEL.run(self._store.entries.entry, job["project_id"], job["dataset_id"], entry_id)
         except NotFound as exc:
             raise RuntimeError("the entry was deleted") from exc
         body: dict[str, Any] = {"model": job["model"], "messages": input_messages(entry)}

@@ -28,6 +28,7 @@ from dataset import log_filters
 from dataset.log_import import RuleConsumer, dicts_to_filters, filters_to_dicts, import_once
 from dataset.relabel import RelabelRunner
 from dataset.store import DatasetRow, DatasetStore, Invalid, NewEntry, NotFound, row_to_export
+from dataset.upload_lines import MAX_LINE_DEPTH, TOO_DEEP, nests_deeper_than
 from dataset.uploads import UploadProcessor
 
 CHUNK_BYTES = 256 * 1024
@@ -131,8 +132,12 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "entries must be a list")
         good: list[NewEntry] = []
         errors: list[datasets_pb2.EntryError] = []
+        deep_possible = request.entries_json.count(b"{") + request.entries_json.count(b"[") > MAX_LINE_DEPTH
         for i, item in enumerate(items):
             try:
+                # An entry deeper than an uploaded line may be could not be written into its event.
+                if deep_possible and nests_deeper_than(item, MAX_LINE_DEPTH, b"{" * (MAX_LINE_DEPTH + 1)):
+                    raise EntryError(TOO_DEEP)
                 good.append(NewEntry(parse_entry(item)))
             except EntryError as exc:
                 errors.append(datasets_pb2.EntryError(index=i, message=str(exc)))

@@ -18,6 +18,7 @@ from typing import Any
 from refinery.stores.objectstore import ChunkPipe, ObjectStore
 from refinery.wire.entries import EntryError
 
+from dataset.executors import UPLOAD_PROCESSING
 from dataset.store import DatasetStore, NewEntry
 from dataset.upload_lines import parse_line, split_lines, too_long
 
@@ -89,7 +90,7 @@ class UploadProcessor:
         while True:
             upload_id = await self._queue.get()
             try:
-                await asyncio.to_thread(self._process, upload_id)
+                await UPLOAD_PROCESSING.run(self._process, upload_id)
             except Exception as exc:
                 log.exception("upload %s failed", upload_id)
                 await asyncio.to_thread(self._store.uploads.set, upload_id, status="FAILED",

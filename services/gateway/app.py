@@ -7,13 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from refinery.bus.producer import DurableProducer
+from refinery.bus.producer import DurableProducer, NotKept
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import admin_api, datasets_api, dead_letters_api, logs_api, models_api
+from gateway import admin_api, datasets_api, dead_letters_api, logs_api, models_api, recording
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
@@ -86,6 +86,11 @@ class _TooLarge(Exception):
     pass
 
 
+async def not_kept_handler(request: Request, exc: NotKept) -> OrjsonResponse:
+    """Any write the bus and the spool could not keep (projects, admin): 507 or 503, never a 500."""
+    return await api_error_handler(request, recording.not_kept(exc))
+
+
 def build_app(deps: Deps) -> FastAPI:
     app = FastAPI(
         title="Refinery API",
@@ -97,6 +102,7 @@ def build_app(deps: Deps) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(NotKept, not_kept_handler)  # type: ignore[arg-type]
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)
     app.include_router(dead_letters_api.router)

@@ -166,6 +166,14 @@ async def preview_entry(dataset_id: str, entry_id: str, request: Request, projec
 # ---- uploads ------------------------------------------------------------------------------
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _upload(u: datasets_pb2.Upload) -> dict[str, Any]:
     return {
         "object": "dataset.upload", "id": u.id, "dataset_id": u.dataset_id, "status": u.status,
@@ -186,6 +194,14 @@ async def upload_file(
     dataset_id: str, request: Request, project_id: str = Depends(project_of),
     filename: str = Query(default="upload.jsonl", max_length=500),
 ):
+    # Strings protobuf cannot encode (lone surrogates) are the caller's input, not a 500.
+    if not _is_utf8(dataset_id):
+        raise ApiError(404, "NOT_FOUND", f"dataset {dataset_id.encode('utf-8', 'replace').decode()} not found")
+    if not _is_utf8(filename):
+        raise ApiError(400, "BAD_REQUEST", "Input validation failed", ["filename: not valid UTF-8"])
+    # An unknown dataset is answered before the body streams: a service that refuses a stream while the
+    # gateway still writes it can surface as the transport's INTERNAL error instead of its NOT_FOUND.
+    await _rpc(request, "GetDataset", datasets_pb2.DatasetRef(project_id=project_id, dataset_id=dataset_id))
     first = datasets_pb2.UploadChunk(project_id=project_id, dataset_id=dataset_id, filename=filename)
 
     async def chunks():

@@ -93,7 +93,11 @@ class HotPaths:
             self.deps.producer.check_size(project_id.encode(), event)
         except (ValidationError, ValueError, ApiError):  # EventTooLarge is a ValueError
             return False  # the FastAPI route says what is wrong
-        await recording.publish(self.deps, project_id, event)
+        try:
+            await recording.publish(self.deps, project_id, event)
+        except ApiError as exc:  # not kept (full disk, bus and spool both failing): refused, never acknowledged
+            await send_error(send, exc)
+            return True
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(_OK))]})
         await send({"type": "http.response.body", "body": _OK})

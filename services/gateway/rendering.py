@@ -48,10 +48,13 @@ async def jsonl_stream(call: Any, backend: Backend) -> StreamingResponse:
         raise api_error(exc, backend) from exc
 
     async def chunks() -> AsyncIterator[bytes]:
-        if first is grpc.aio.EOF:
-            return
-        yield first.jsonl
-        while (chunk := await call.read()) is not grpc.aio.EOF:
-            yield chunk.jsonl
+        try:
+            if first is grpc.aio.EOF:
+                return
+            yield first.jsonl
+            while (chunk := await call.read()) is not grpc.aio.EOF:
+                yield chunk.jsonl
+        finally:
+            call.cancel()  # the client went away mid-stream: the service stops producing and frees its worker
 
     return StreamingResponse(chunks(), media_type="application/x-ndjson")

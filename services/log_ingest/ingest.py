@@ -29,6 +29,7 @@ from refinery.events.request_logs import METADATA_UPDATED, RECORDED
 from refinery.runtime.subscriptions import EventDecoder
 from refinery.stores.logstore import LogStore
 
+from log_ingest.executors import INGEST
 from log_ingest.rows import event_to_row
 
 log = logging.getLogger("refinery.log_ingest")
@@ -92,7 +93,7 @@ class Ingestor:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self._consumer.start()
-        offsets = await asyncio.get_running_loop().run_in_executor(None, self._store.load_offsets, self._topic)
+        offsets = await INGEST.run(self._store.load_offsets, self._topic)
         await assign_all(self._consumer, self._topic, offsets)
         self._stored = dict(offsets)
         self._ready.set()
@@ -175,7 +176,8 @@ class Ingestor:
             self._storing = True
             self._room.set()
             reached = positions_after(batches)
-            await until_done("storing a batch", loop.run_in_executor, None, self._store_batches, batches, reached)
+            await until_done("storing a batch", loop.run_in_executor, INGEST.executor(), self._store_batches, batches,
+                             reached)
             async with self._changed:
                 for partition, offset in reached.items():
                     self._stored[partition] = max(self._stored.get(partition, 0), offset)

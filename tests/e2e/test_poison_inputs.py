@@ -71,6 +71,20 @@ def test_lines_nested_too_deep_fail_alone_and_the_pipeline_flows(api, other, dat
     _canary(other)
 
 
+def test_entries_nested_too_deep_fail_alone_when_posted(api, other, dataset) -> None:  # noqa: F811
+    """Posted entries get the uploads' depth limit: a 252-level entry (within what the request may
+    carry, past what its event may hold) is refused by index and the others are stored."""
+    deep = orjson.loads(_deep(252))
+    body = b'{"entries":[' + _line(0) + b"," + orjson.dumps(deep) + b"," + _line(1) + b"]}"
+    resp = api.post(f"/datasets/{dataset}/entries", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["entries_created"] == 2, resp.json()
+    errors = resp.json()["errors"]["data"]
+    assert [e["entry_index"] for e in errors] == [1] and "more than 250 levels deep" in errors[0]["message"], errors
+    assert sorted(_questions(api, dataset)) == ["q0", "q1"]
+    _canary(other)
+
+
 def test_over_long_lines_fail_alone_even_without_a_newline(api, other, dataset) -> None:  # noqa: F811
     long_line = b'{"messages":"' + b"x" * MAX_LINE_BYTES + b'"}'
     body = b"\n".join([_line(0), long_line, _line(1), b"x" * (MAX_LINE_BYTES + 1), _line(2), b"y" * (8 << 20)])

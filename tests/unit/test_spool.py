@@ -78,3 +78,26 @@ def test_dead_letters_keep_the_record_and_the_reason(tmp_path) -> None:
     letters.add(b"p2", b"{}", "refused by the broker")
     assert DeadLetters(tmp_path).read() == [(b"p1", "too large for the bus", b"x" * 100),
                                             (b"p2", "refused by the broker", b"{}")]
+
+
+async def test_a_producer_whose_spool_is_full_refuses_instead_of_acknowledging(tmp_path, monkeypatch) -> None:
+    """With the bus unreachable and the spool's disk full, publish raises NotKept (no_space) and
+    keeps nothing; once space returns the same producer spools again."""
+    import os
+
+    import pytest
+    from refinery.bus.producer import DurableProducer, NotKept
+
+    producer = DurableProducer("127.0.0.1:1", "t", tmp_path)  # never started: every record goes to the spool
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(NotKept, match="no space left") as refused:
+        await producer.publish(b"k", b"never acknowledged")
+    assert refused.value.no_space
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert await producer.publish(b"k", b"kept") is None  # spooled: durable, acknowledged
+    assert [v for _, _, v in producer._spool.pending()] == [b"kept"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,17 @@ class EventTooLarge(ValueError):
         self.limit = limit
 
 
+class NotKept(Exception):
+    """The broker did not take a record and the spool could not keep it (a full or failing disk):
+    nothing was written, so the caller must refuse the write rather than acknowledge it."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        self.no_space = cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = "has no space left" if self.no_space else f"cannot be written ({cause.strerror or cause})"
+        super().__init__(f"the bus is unreachable and the local spool {path} {what}")
+        self.path = path
+
+
 def check_event_size(key: bytes, value: bytes, limit: int) -> None:
     """EventTooLarge when a record of this key and value is over `limit` bytes."""
     if len(key) + len(value) > limit:
@@ -62,6 +74,7 @@ class DurableProducer:
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
+        self._spool_dir = spool_dir
         self._spool = Spool(spool_dir)
         if self._spool.quarantined is not None:
             log.error("the spool had a torn tail (a crash or a full disk mid-write); moved to %s",
@@ -166,7 +179,11 @@ class DurableProducer:
         return [Position(md.partition, md.offset + 1) for md in acks]
 
     async def _to_spool(self, key: bytes, value: bytes) -> Position | None:
-        await asyncio.to_thread(self._spool.append, key, value)
+        try:
+            await asyncio.to_thread(self._spool.append, key, value)
+        except OSError as exc:  # the spool cut the torn write back: nothing of it remains
+            log.error("spool write failed, refusing the record: %s", exc)
+            raise NotKept(self._spool_dir, exc) from exc
         self.spooled_total += 1
         self._wake.set()
         return None
