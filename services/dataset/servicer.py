@@ -23,12 +23,13 @@ from refinery.runtime.executors import Purpose
 from refinery.runtime.streaming import jsonl_chunks, stream_from_thread
 from refinery.stores.objectstore import ObjectStore
 from refinery.wire.entries import EntryError, apply_pruning_rules, parse_entry
+from refinery.wire.json_depth import nests_deeper_than
 
 from dataset import log_filters
 from dataset.log_import import RuleConsumer, dicts_to_filters, filters_to_dicts, import_once
 from dataset.relabel import RelabelRunner
 from dataset.store import DatasetRow, DatasetStore, Invalid, NewEntry, NotFound, row_to_export
-from dataset.upload_lines import MAX_LINE_DEPTH, TOO_DEEP, nests_deeper_than
+from dataset.upload_lines import MAX_LINE_DEPTH, TOO_DEEP
 from dataset.uploads import UploadProcessor
 
 CHUNK_BYTES = 256 * 1024
@@ -136,7 +137,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         for i, item in enumerate(items):
             try:
                 # An entry deeper than an uploaded line may be could not be written into its event.
-                if deep_possible and nests_deeper_than(item, MAX_LINE_DEPTH, b"{" * (MAX_LINE_DEPTH + 1)):
+                if deep_possible and nests_deeper_than(item, MAX_LINE_DEPTH):  # the body was counted once
                     raise EntryError(TOO_DEEP)
                 good.append(NewEntry(parse_entry(item)))
             except EntryError as exc:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from refinery.wire.entries import Entry, EntryError, parse_entry
+from refinery.wire.json_depth import nests_deeper_than
 
 # orjson writes at most 254 levels; an uploaded entry is written inside an event's envelope, its
 # `data` and the `entries` list, so it keeps a few levels in hand.
 MAX_LINE_DEPTH = 250
-_CONTAINERS = (dict, list)
 TOO_DEEP = (f"line nests objects and arrays more than {MAX_LINE_DEPTH} levels deep; "
             f"an entry may nest at most {MAX_LINE_DEPTH}")
 
@@ -80,21 +79,6 @@ def too_long(length: int, max_bytes: int) -> str:
             "it was skipped and the rest of the file read")
 
 
-def nests_deeper_than(value: object, limit: int, raw: bytes) -> bool:
-    """Whether `value`, parsed from `raw`, holds objects or arrays more than `limit` levels deep.
-
-    Every level opens with `{` or `[`, so a line with no more of those than `limit` is settled by
-    counting bytes; otherwise the walk goes a level at a time, never recursing.
-    """
-    if raw.count(b"{") + raw.count(b"[") <= limit:
-        return False
-    level: list[Any] = [value] if type(value) in _CONTAINERS else []
-    for _ in range(limit):
-        if not level:
-            return False
-        level = [child for node in level for child in (node.values() if type(node) is dict else node)
-                 if type(child) in _CONTAINERS]
-    return bool(level)
 
 
 def parse_line(line: bytes) -> Entry | None:

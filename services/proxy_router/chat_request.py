@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from refinery.wire.json_depth import nests_deeper_than
 from refinery.wire.openai_shapes import merge_metadata
 
 from proxy_router.caching import cache_key, cache_mode
@@ -23,27 +24,7 @@ TOO_DEEP = "body nests too deeply to be logged"
 _RECURSION = "Recursion limit reached"  # orjson's words when writing it would fail
 
 
-_CONTAINERS = frozenset((dict, list))  # what orjson.loads makes of objects and arrays, exactly
 
-
-def nests_deeper_than(value: Any, limit: int, raw: bytes | None = None) -> bool:
-    """Whether `value`, as orjson parsed it, holds objects or arrays more than `limit` levels deep.
-
-    `raw`, the bytes it was parsed from, settles almost every body at C speed: each level opens
-    with a `{` or `[`, so a body with no more of those than `limit` cannot be deeper (brackets
-    inside strings only make the count larger, never wrong). Otherwise the walk goes one level
-    at a time, never recursing, and stops at the first level that is empty (fine) or past
-    `limit` (too deep). It visits containers, not text.
-    """
-    if raw is not None and (len(raw) <= 2 * limit or raw.count(b"{") + raw.count(b"[") <= limit):
-        return False
-    level = [value] if type(value) in _CONTAINERS else []
-    for _ in range(limit):
-        if not level:
-            return False
-        level = [child for node in level for child in (node.values() if type(node) is dict else node)
-                 if type(child) in _CONTAINERS]
-    return bool(level)
 
 
 @dataclass(slots=True)

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 import pytest
 from dataset.store import DatasetStore
-from dataset.upload_lines import MAX_LINE_DEPTH, Line, nests_deeper_than, split_lines, too_long
+from dataset.upload_lines import MAX_LINE_DEPTH, Line, split_lines, too_long
 from dataset.uploads import UploadProcessor
 from refinery.events.datasets import ENTRIES_ADDED
 from refinery.stores import eventstore
+from refinery.wire.json_depth import nests_deeper_than
 
 MAX_LINE = 1024
 

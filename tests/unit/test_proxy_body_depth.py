@@ -6,7 +6,8 @@ import json
 
 import orjson
 import pytest
-from proxy_router.chat_request import MAX_LOGGED_DEPTH, nests_deeper_than
+from proxy_router.chat_request import MAX_LOGGED_DEPTH
+from refinery.wire.json_depth import nests_deeper_than
 
 
 def _writable(value) -> bool:
