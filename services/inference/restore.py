@@ -1,5 +1,6 @@
 """After a restart, inference answers again for every adapter the registry has deployed on its base
-model: as many as fit are loaded now, the others on their first request."""
+model: as many as fit are loaded now, the others on their first request. Reward models are
+deployments like the others (their artifact says what they are when it is loaded)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ async def restore_deployments(server: InferenceServer, registry: grpc.aio.Channe
         except Exception:
             log.exception("could not restore %s", d.slug)
             server.remember(d.model_id, d.adapter_key, list(d.pruning_rules))  # tried again on demand
+
+
+class RegistryLookup:
+    """`InferenceServer.lookup`: the registry's deployment of one model, or None when it has none.
+    Asked only for a model this server does not know, so a listing per miss is cheap enough."""
+
+    def __init__(self, registry: grpc.aio.Channel, timeout_s: float = 10.0) -> None:
+        self._stub = models_pb2_grpc.ModelRegistryStub(registry)
+        self._timeout_s = timeout_s
+
+    async def __call__(self, model_id: str) -> models_pb2.Deployment | None:
+        resp = await self._stub.Deployments(models_pb2.DeploymentsRequest(), timeout=self._timeout_s)
+        return next((d for d in resp.deployments if d.model_id == model_id), None)

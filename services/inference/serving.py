@@ -1,9 +1,15 @@
-"""OpenAI-compatible chat completions for deployed adapters, and the control API that loads them.
+"""OpenAI-compatible chat completions for deployed adapters, reward-model scores, and the control
+API that loads them.
 
 proxy-router resolves `openpipe:<slug>` and sends the request here with the adapter (model id)
 and the model's default temperature in headers; the body is the client's own, so `model` is
 echoed as the client wrote it. Generation runs in a worker thread (one at a time on CPU);
 streams are produced token by token from that thread.
+
+A deployment is a chat adapter or a reward model, told apart by its artifact (a reward model is
+a sequence-classification adapter, see `inference.rewards`); both are deployed, evicted and
+loaded again the same way, but a reward model only scores (`ScoreReward`) and a chat request
+to it is refused with a 400 that says so.
 """
 
 from __future__ import annotations
@@ -13,20 +19,33 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import orjson
 from aiohttp import web
 from refinery.ml.chat_format import AnswerShape, shape_answer
-from refinery.rpc import inference_pb2, inference_pb2_grpc
+from refinery.ml.reward_scoring import RewardScore, is_reward_adapter
+from refinery.rpc import inference_pb2, inference_pb2_grpc, models_pb2
+from refinery.runtime.executors import Purpose
 from refinery.stores.objectstore import ObjectStore
 from refinery.wire.entries import apply_pruning_rules
+
+if TYPE_CHECKING:
+    from inference.rewards import RewardModels
 
 log = logging.getLogger("refinery.inference")
 
 JSON = "application/json"
+
+# Loading an evicted adapter again holds a thread for seconds (object store, safetensors): its own
+# pool, so that requests for many evicted models at once never take every thread of the default one.
+ADAPTER_LOADS = Purpose("inference.adapter-loads", workers=1)
+
+Lookup = Callable[[str], Awaitable[models_pb2.Deployment | None]]
+"""Asks the registry for a model's deployment: for a deployed model this server was never told of."""
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -52,6 +71,16 @@ def _shape(body: dict[str, Any], messages: list[dict], tools: list[dict] | None)
     return shape_answer(messages, tools, choice, body.get("response_format"), field)
 
 
+class ReloadFailed(RuntimeError):
+    """A deployed model was evicted and could not be loaded again (its artifact unreachable)."""
+
+
+def _reward_refusal(model: Any) -> web.Response:
+    return _error(400, "invalid_request_error",
+                  f"The model `{model}` is a reward model: it scores conversations (reward-model criteria and "
+                  "the judge API) and does not answer chat completions")
+
+
 def _legacy_function_call(message: dict[str, Any]) -> dict[str, Any]:
     calls = message.pop("tool_calls", None)
     if calls:
@@ -63,15 +92,23 @@ class InferenceServer:
     """Serves every deployed adapter, whatever the engine's capacity: the engine keeps at most
     `max_adapters` in memory and evicts the least recently used, so the server remembers each
     deployment (its adapter key and local copy) and loads an evicted adapter again on its next
-    request. A deployed model answers, even when more are deployed than fit in memory at once."""
+    request. A deployed model answers, even when more are deployed than fit in memory at once.
+    Reward models live in `rewards` (their own bounded set, see `inference.rewards`) and are
+    remembered, evicted and loaded again alike. With `lookup`, a model this server was never told
+    of (a restart whose restore has not reached it yet) is asked of the registry before it is
+    answered as unknown."""
 
-    def __init__(self, engine: Any, objects: ObjectStore, adapters_dir: Path, base_id: str) -> None:
+    def __init__(self, engine: Any, objects: ObjectStore, adapters_dir: Path, base_id: str,
+                 rewards: RewardModels | None = None, lookup: Lookup | None = None) -> None:
         self.engine = engine
         self._objects = objects
         self._dir = adapters_dir
         self.base_id = base_id
+        self.rewards = rewards
+        self.lookup = lookup
         self.rules: dict[str, list[str]] = {}
         self.deployed: dict[str, str] = {}  # model id -> adapter key: what this server answers for
+        self.reward_models: set[str] = set()  # the deployed ones known to be reward models
         self._reloading: dict[str, asyncio.Lock] = {}
 
     # ---- control ----------------------------------------------------------------------
@@ -87,12 +124,30 @@ class InferenceServer:
         staging.rename(target)
         return target
 
+    def _load_local(self, model_id: str, target: Path) -> float:
+        """Load a local artifact into what serves its kind: the reward models or the chat engine."""
+        if is_reward_adapter(target):
+            if self.rewards is None:
+                raise ValueError("this inference serves no reward models")
+            seconds = self.rewards.load(model_id, target)
+            self.reward_models.add(model_id)
+            return seconds
+        seconds = self.engine.load_adapter(model_id, target)
+        self.reward_models.discard(model_id)
+        return float(seconds)
+
+    def in_memory(self, model_id: str) -> bool:
+        return model_id in self.engine.adapters() or (self.rewards is not None and model_id in self.rewards.names())
+
     def load(self, model_id: str, adapter_key: str, rules: list[str]) -> float:
         started = time.perf_counter()
         target = self._fetch(model_id, adapter_key)
-        self.engine.load_adapter(model_id, target)
+        self._load_local(model_id, target)
         self.rules[model_id] = list(rules)
         self.deployed[model_id] = adapter_key
+        if model_id in self.reward_models and self.rewards is not None:
+            self.rewards.warm_up(model_id)  # deployed means it answers: one conversation scored
+            return time.perf_counter() - started
         from inference.engine import GenerationParams
 
         # Deployed means it answers: one token through the new adapter.
@@ -111,29 +166,72 @@ class InferenceServer:
 
         self.deployed.pop(model_id, None)
         self.rules.pop(model_id, None)
+        self.reward_models.discard(model_id)
         with contextlib.suppress(UnknownAdapter):  # evicted already: nothing in memory to release
             self.engine.unload_adapter(model_id)
+        if self.rewards is not None:
+            with contextlib.suppress(UnknownAdapter):
+                self.rewards.unload(model_id)
 
     def _reload(self, model_id: str) -> None:
         """Load an evicted adapter again, from its local copy (or the object store, if that is gone)."""
         target = self._dir / model_id
         if not (target / "adapter_config.json").is_file():
             target = self._fetch(model_id, self.deployed[model_id])
-        seconds = self.engine.load_adapter(model_id, target)
+        seconds = self._load_local(model_id, target)
         log.info("reloaded evicted adapter %s in %.2f s", model_id, seconds)
+
+    async def _look_up(self, model_id: str) -> bool:
+        """Whether the registry has this model deployed on our base (then it is remembered here)."""
+        if self.lookup is None or not model_id:
+            return False
+        found = await self.lookup(model_id)
+        if found is None or (found.base_model and found.base_model != self.base_id):
+            return False
+        self.remember(found.model_id, found.adapter_key, list(found.pruning_rules))
+        return True
 
     async def ready(self, model_id: str) -> bool:
         """Whether the adapter can answer now, loading it again if it was evicted; False for a model
-        this server was never asked to deploy."""
-        if model_id in self.engine.adapters():
+        this server was never asked to deploy (and the registry, when asked, has not deployed)."""
+        if self.in_memory(model_id):
             return True
-        if model_id not in self.deployed:
+        if model_id not in self.deployed and not await self._look_up(model_id):
             return False
         lock = self._reloading.setdefault(model_id, asyncio.Lock())
         async with lock:  # concurrent requests for one evicted adapter load it once
-            if model_id not in self.engine.adapters() and model_id in self.deployed:
-                await asyncio.to_thread(self._reload, model_id)
-        return model_id in self.engine.adapters()
+            if not self.in_memory(model_id) and model_id in self.deployed:
+                await ADAPTER_LOADS.run(self._reload, model_id)
+        return self.in_memory(model_id)
+
+    async def score_reward(self, model_id: str, messages: list[dict], tools: list[dict] | None) -> RewardScore:
+        """A deployed reward model's score for the conversation, on the scoring pool (loaded again
+        first if it was evicted). Raises UnknownAdapter for a model not deployed here,
+        NotARewardModel for a chat model, BadConversation for what cannot be scored."""
+        from inference.engine import UnknownAdapter
+        from inference.rewards import SCORING, NotARewardModel
+
+        async def loaded() -> bool:
+            try:
+                return await self.ready(model_id)
+            except grpc.aio.AioRpcError:  # the registry could not be asked: the caller says so
+                raise
+            except Exception as exc:
+                log.exception("reloading reward model %s failed", model_id)
+                raise ReloadFailed(f"reward model {model_id} could not be loaded again: {exc}") from exc
+
+        if model_id in self.engine.adapters() and model_id not in self.reward_models:
+            raise NotARewardModel(model_id)
+        if not await loaded():
+            raise UnknownAdapter(model_id)
+        if model_id not in self.reward_models or self.rewards is None:
+            raise NotARewardModel(model_id)
+        try:
+            return await SCORING.run(self.rewards.score, model_id, messages, tools)
+        except UnknownAdapter:  # evicted between the check and the scoring: loaded again, scored once more
+            if not await loaded():
+                raise
+            return await SCORING.run(self.rewards.score, model_id, messages, tools)
 
     # ---- HTTP -------------------------------------------------------------------------
 
@@ -150,6 +248,8 @@ class InferenceServer:
             return _error(400, "invalid_request_error", "`messages` must be an array of objects")
         adapter = request.headers.get("x-refinery-adapter") or None
         if adapter is not None:
+            if adapter in self.reward_models:
+                return _reward_refusal(body.get("model"))
             try:
                 loaded = await self.ready(adapter)
             except Exception as exc:
@@ -158,6 +258,8 @@ class InferenceServer:
                               f"The model `{body.get('model')}` could not be loaded again: {exc}; retry")
             if not loaded:
                 return _error(404, "model_not_found", f"The model `{body.get('model')}` is not loaded here")
+            if adapter in self.reward_models:  # remembered at restart, and found a reward model when loaded
+                return _reward_refusal(body.get("model"))
         temperature = body.get("temperature")
         if temperature is None:
             default = request.headers.get("x-refinery-default-temperature")
@@ -355,3 +457,36 @@ class InferenceControl(inference_pb2_grpc.InferenceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the base model is still loading")
         await asyncio.to_thread(self._server.forget, request.model_id)
         return inference_pb2.Unloaded()
+
+    async def ScoreReward(self, request: inference_pb2.RewardRequest,
+                          context: grpc.aio.ServicerContext) -> inference_pb2.RewardResponse:
+        from inference.engine import UnknownAdapter
+        from inference.rewards import BadConversation, NotARewardModel, parse_conversation
+
+        if self.server is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the base model is still loading")
+        if not request.model_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model_id is required")
+        problem: tuple[grpc.StatusCode, str] | None = None
+        result: RewardScore | None = None
+        try:
+            messages, tools = parse_conversation(request.messages_json, request.tools_json)
+            result = await self._server.score_reward(request.model_id, messages, tools)
+        except BadConversation as exc:
+            problem = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except NotARewardModel:
+            problem = grpc.StatusCode.NOT_FOUND, f"model {request.model_id} is a chat model, not a reward model"
+        except UnknownAdapter:
+            problem = grpc.StatusCode.NOT_FOUND, f"no reward model {request.model_id} is deployed here"
+        except grpc.aio.AioRpcError as exc:  # the registry, asked about a model this server did not know
+            problem = (grpc.StatusCode.UNAVAILABLE,
+                       f"could not ask the registry about {request.model_id}: {exc.details()}; retry")
+        except ReloadFailed as exc:
+            problem = grpc.StatusCode.UNAVAILABLE, f"{exc}; retry"
+        except Exception as exc:
+            log.exception("scoring with reward model %s failed", request.model_id)
+            problem = grpc.StatusCode.INTERNAL, f"scoring failed: {type(exc).__name__}: {exc}"
+        if problem is not None:
+            await context.abort(*problem)
+        assert result is not None  # every path without a problem scored
+        return inference_pb2.RewardResponse(reward=result.reward, score=result.score, tokens=result.tokens)

@@ -88,10 +88,9 @@ class Lifecycle:
             row = await asyncio.to_thread(self.store.by_id, model_id)
             if row is None:
                 return
-            if row.kind == "openpipeReward":
-                # A reward model scores, it does not chat: it is ready once its adapter is stored.
-                await self.move(model_id, ModelState.DEPLOYED, adapter_key=adapter_key)
-                return
+            # Chat and reward models alike: DEPLOYED once inference has loaded the adapter and it
+            # answered (a reward model by scoring a conversation), so a reward-model criterion
+            # never names a model that cannot score.
             if self._inference is None:
                 await self.move(model_id, ModelState.FAILED,
                                 "trained, but no inference service is configured to deploy it")

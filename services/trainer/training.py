@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from refinery.ml.base_models import configure_torch, load_tokenizer
-from refinery.ml.chat_format import is_prefill, render, render_with_spans
+from refinery.ml.chat_format import is_prefill, render_with_spans
+from refinery.ml.reward_scoring import (
+    META_FILE,
+    REWARD_KIND,
+    conversation_ids,
+    encode,
+    output_text,
+    prompt_text,
+    reward_of,
+    sequence_classifier,
+)
 
 SFT_BASE_LR = 1e-3
 # DPO, measured on SmolLM2-135M, 30 pairs x 3 epochs, LoRA r=16, beta 0.1: the held-out mean log-prob margin of
@@ -36,7 +46,7 @@ REWARD_BASE_LR = 2e-4
 MIN_TRAIN_ROWS = 10
 MAX_AUTO_BATCH = 8
 SEED = 42
-REFINERY_FILE = "refinery.json"
+REFINERY_FILE = META_FILE
 
 
 @dataclass
@@ -126,15 +136,11 @@ def _check_init_adapter(init_adapter: Path, base_id: str) -> None:
     if trained_on and trained_on != base_id:
         raise TrainingError(f"init_adapter was trained on {trained_on!r}, not on {base_id!r}")
     meta = Path(init_adapter) / REFINERY_FILE
-    if meta.is_file() and json.loads(meta.read_text()).get("kind") == "reward":
+    if meta.is_file() and json.loads(meta.read_text()).get("kind") == REWARD_KIND:
         raise TrainingError("init_adapter is a reward model, which cannot be the start of a chat model")
 
 
 # ----------------------------------------------------------------------------------------- tokenising
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
 def _sft_example(tokenizer: Any, row: dict, max_length: int) -> tuple[list[int], list[int]]:
@@ -144,39 +150,32 @@ def _sft_example(tokenizer: Any, row: dict, max_length: int) -> tuple[list[int],
     labels: list[int] = []
     cursor = 0
     for start, end in spans:
-        prompt_part = _encode(tokenizer, text[cursor:start])
-        answer_part = _encode(tokenizer, text[start:end])
+        prompt_part = encode(tokenizer, text[cursor:start])
+        answer_part = encode(tokenizer, text[start:end])
         ids += prompt_part + answer_part
         labels += [-100] * len(prompt_part) + answer_part
         cursor = end
-    tail = _encode(tokenizer, text[cursor:])
+    tail = encode(tokenizer, text[cursor:])
     ids += tail
     labels += [-100] * len(tail)
     return ids[:max_length], labels[:max_length]
 
 
 def _pair_texts(row: dict) -> tuple[str, str, str]:
-    """(prompt ending in the generation prompt, chosen output, rejected output), outputs ending with <|im_end|>."""
+    """(prompt ending in the generation prompt, chosen output, rejected output), outputs ending with <|im_end|>
+    (rendered by :mod:`refinery.ml.reward_scoring`, which serving reads conversations with too)."""
     prompt_messages = row["messages"][:-1]
     tools = row.get("tools")
-    prompt = render(prompt_messages, tools, add_generation_prompt=True)
-
-    def output(message: dict) -> str:
-        message = {k: v for k, v in message.items() if k != "weight"}
-        message["role"] = "assistant"
-        text, spans = render_with_spans([*prompt_messages, message], tools)
-        start, end = spans[-1]
-        return text[start:end]
-
-    return prompt, output(row["messages"][-1]), output(row["rejected_message"])
+    return (prompt_text(prompt_messages, tools), output_text(prompt_messages, row["messages"][-1], tools),
+            output_text(prompt_messages, row["rejected_message"], tools))
 
 
 def _pair_example(tokenizer: Any, row: dict) -> dict[str, list[int]]:
     prompt, chosen, rejected = _pair_texts(row)
     return {
-        "prompt_ids": _encode(tokenizer, prompt),
-        "chosen_ids": _encode(tokenizer, chosen),
-        "rejected_ids": _encode(tokenizer, rejected),
+        "prompt_ids": encode(tokenizer, prompt),
+        "chosen_ids": encode(tokenizer, chosen),
+        "rejected_ids": encode(tokenizer, rejected),
     }
 
 
@@ -509,28 +508,15 @@ def train_dpo(
 # ----------------------------------------------------------------------------------------- reward model
 
 
-def _full_ids(tokenizer: Any, prompt: str, output: str) -> list[int]:
-    return _encode(tokenizer, prompt) + _encode(tokenizer, output)
-
-
 def _reward_dataset(tokenizer: Any, pairs: list[dict], max_length: int) -> tuple[Any, int]:
     chosen, rejected = [], []
     for row in pairs:
         prompt, good, bad = _pair_texts(row)
         # Keep the end: the score is read at the last token, so that is the part that must survive truncation.
-        chosen.append(_full_ids(tokenizer, prompt, good)[-max_length:])
-        rejected.append(_full_ids(tokenizer, prompt, bad)[-max_length:])
+        chosen.append(conversation_ids(tokenizer, prompt, good, max_length))
+        rejected.append(conversation_ids(tokenizer, prompt, bad, max_length))
     tokens = sum(len(ids) for ids in chosen) + sum(len(ids) for ids in rejected)
     return _dataset({"chosen_ids": chosen, "rejected_ids": rejected}), tokens
-
-
-def _sequence_classifier(base_dir: Path, tokenizer: Any) -> Any:
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model
 
 
 def train_reward(
@@ -560,9 +546,9 @@ def train_reward(
     train_set, train_tokens = _reward_dataset(tokenizer, train_pairs, params.max_length)
     eval_set = _reward_dataset(tokenizer, test_pairs, params.max_length)[0] if test_pairs else None
 
-    model = _sequence_classifier(base_dir, tokenizer)
+    model = sequence_classifier(base_dir, tokenizer)
 
-    progress = _callback(on_event, should_stop, out_dir, base_id, "reward")
+    progress = _callback(on_event, should_stop, out_dir, base_id, REWARD_KIND)
     config = RewardConfig(**_common_args(params, len(train_pairs), eval_set is not None, out_dir, REWARD_BASE_LR))
     trainer = RewardTrainer(
         model=model, args=config, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
@@ -576,22 +562,16 @@ def train_reward(
         metrics["eval_accuracy"] = sum(c > r for c, r in scores) / len(scores)
     else:
         metrics["eval_accuracy"] = None
-    return _finish(trainer.model, out_dir, base_id, "reward", metrics)
+    return _finish(trainer.model, out_dir, base_id, REWARD_KIND, metrics)
 
 
 def _score_with(model: Any, tokenizer: Any, pairs: list[dict], max_length: int) -> list[tuple[float, float]]:
-    import torch
-
     model.eval()
     scores = []
-    with torch.inference_mode():
-        for row in pairs:
-            prompt, good, bad = _pair_texts(row)
-            pair = []
-            for output in (good, bad):
-                ids = torch.tensor([_full_ids(tokenizer, prompt, output)[-max_length:]])
-                pair.append(float(model(input_ids=ids).logits[0, 0]))
-            scores.append((pair[0], pair[1]))
+    for row in pairs:
+        prompt, good, bad = _pair_texts(row)
+        scores.append((reward_of(model, conversation_ids(tokenizer, prompt, good, max_length)),
+                       reward_of(model, conversation_ids(tokenizer, prompt, bad, max_length))))
     return scores
 
 
@@ -601,7 +581,7 @@ def score_pairs(base_dir: Path, adapter_dir: Path, pairs: list[dict]) -> list[tu
 
     _prepare_runtime()
     tokenizer = load_tokenizer(base_dir)
-    model = PeftModel.from_pretrained(_sequence_classifier(base_dir, tokenizer), str(adapter_dir))
+    model = PeftModel.from_pretrained(sequence_classifier(base_dir, tokenizer), str(adapter_dir))
     return _score_with(model, tokenizer, _pairs_of(pairs, "scored"), 1 << 16)
 
 

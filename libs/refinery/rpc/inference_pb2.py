@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from refinery.rpc import models_pb2 as refinery_dot_rpc_dot_models__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crefinery/rpc/inference.proto\x12\x0crefinery.rpc\x1a\x19refinery/rpc/models.proto\"\"\n\nLoadResult\x12\x14\n\x0cload_seconds\x18\x01 \x01(\x01\"\x1e\n\nAdapterRef\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\n\n\x08Unloaded2\x91\x01\n\tInference\x12\x41\n\x0bLoadAdapter\x12\x18.refinery.rpc.Deployment\x1a\x18.refinery.rpc.LoadResult\x12\x41\n\rUnloadAdapter\x12\x18.refinery.rpc.AdapterRef\x1a\x16.refinery.rpc.Unloadedb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crefinery/rpc/inference.proto\x12\x0crefinery.rpc\x1a\x19refinery/rpc/models.proto\"\"\n\nLoadResult\x12\x14\n\x0cload_seconds\x18\x01 \x01(\x01\"\x1e\n\nAdapterRef\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\n\n\x08Unloaded\"L\n\rRewardRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmessages_json\x18\x02 \x01(\x0c\x12\x12\n\ntools_json\x18\x03 \x01(\x0c\"?\n\x0eRewardResponse\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06tokens\x18\x03 \x01(\x05\x32\xdb\x01\n\tInference\x12\x41\n\x0bLoadAdapter\x12\x18.refinery.rpc.Deployment\x1a\x18.refinery.rpc.LoadResult\x12\x41\n\rUnloadAdapter\x12\x18.refinery.rpc.AdapterRef\x1a\x16.refinery.rpc.Unloaded\x12H\n\x0bScoreReward\x12\x1b.refinery.rpc.RewardRequest\x1a\x1c.refinery.rpc.RewardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADAPTERREF']._serialized_end=139
   _globals['_UNLOADED']._serialized_start=141
   _globals['_UNLOADED']._serialized_end=151
-  _globals['_INFERENCE']._serialized_start=154
-  _globals['_INFERENCE']._serialized_end=299
+  _globals['_REWARDREQUEST']._serialized_start=153
+  _globals['_REWARDREQUEST']._serialized_end=229
+  _globals['_REWARDRESPONSE']._serialized_start=231
+  _globals['_REWARDRESPONSE']._serialized_end=294
+  _globals['_INFERENCE']._serialized_start=297
+  _globals['_INFERENCE']._serialized_end=516
 # @@protoc_insertion_point(module_scope)

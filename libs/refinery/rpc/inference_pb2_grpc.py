@@ -45,6 +45,11 @@ class InferenceStub:
                 request_serializer=refinery_dot_rpc_dot_inference__pb2.AdapterRef.SerializeToString,
                 response_deserializer=refinery_dot_rpc_dot_inference__pb2.Unloaded.FromString,
                 _registered_method=True)
+        self.ScoreReward = channel.unary_unary(
+                '/refinery.rpc.Inference/ScoreReward',
+                request_serializer=refinery_dot_rpc_dot_inference__pb2.RewardRequest.SerializeToString,
+                response_deserializer=refinery_dot_rpc_dot_inference__pb2.RewardResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -63,6 +68,13 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreReward(self, request, context):
+        """NOT_FOUND: no such reward model loaded (after trying to reload it); INVALID_ARGUMENT: a bad conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.UnloadAdapter,
                     request_deserializer=refinery_dot_rpc_dot_inference__pb2.AdapterRef.FromString,
                     response_serializer=refinery_dot_rpc_dot_inference__pb2.Unloaded.SerializeToString,
+            ),
+            'ScoreReward': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreReward,
+                    request_deserializer=refinery_dot_rpc_dot_inference__pb2.RewardRequest.FromString,
+                    response_serializer=refinery_dot_rpc_dot_inference__pb2.RewardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class Inference:
             '/refinery.rpc.Inference/UnloadAdapter',
             refinery_dot_rpc_dot_inference__pb2.AdapterRef.SerializeToString,
             refinery_dot_rpc_dot_inference__pb2.Unloaded.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreReward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/refinery.rpc.Inference/ScoreReward',
+            refinery_dot_rpc_dot_inference__pb2.RewardRequest.SerializeToString,
+            refinery_dot_rpc_dot_inference__pb2.RewardResponse.FromString,
             options,
             channel_credentials,
             insecure,
