@@ -47,6 +47,7 @@ bench: install-ml
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.datasets
 	$(BIN)/python -m bench.models
+	$(BIN)/python -m bench.criteria
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=libs --grpc_python_out=libs --pyi_out=libs \

@@ -17,6 +17,7 @@ PROJECTS_TOPIC = "refinery.projects"
 DATASETS_TOPIC = "refinery.datasets"
 MODELS_TOPIC = "refinery.models"
 DEAD_LETTERS_TOPIC = "refinery.dead-letters"
+CRITERIA_TOPIC = "refinery.criteria"
 
 
 class ServiceSettings(BaseSettings):

@@ -21,6 +21,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("model-registry", "model_registry.settings", "RegistrySettings"),
     ("trainer", "trainer.settings", "TrainerSettings"),
     ("inference", "inference.settings", "InferenceSettings"),
+    ("criteria-judge", "criteria_judge.settings", "CriteriaSettings"),
     ("retention", "refinery.bus.retention", "RetentionSettings"),
     ("torch (trainer, inference)", "refinery.ml.base_models", "TorchSettings"),
 )

@@ -13,7 +13,7 @@ from refinery.bus.producer import DurableProducer, NotKept
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import admin_api, datasets_api, dead_letters_api, logs_api, models_api, recording
+from gateway import admin_api, criteria_api, datasets_api, dead_letters_api, logs_api, models_api, recording
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
@@ -40,6 +40,7 @@ class Deps:
     proxy: Any = None  # ProxyForwarder
     datasets: Any = None  # DatasetsStub
     models: Any = None  # ModelRegistryStub
+    criteria: Any = None  # CriteriaStub
     dead_letters: Any = None  # DeadLetterBook
     replayer: Any = None  # Replayer
 
@@ -110,6 +111,8 @@ def build_app(deps: Deps) -> FastAPI:
         app.include_router(datasets_api.router)
     if deps.models is not None:
         app.include_router(models_api.router)
+    if deps.criteria is not None:
+        app.include_router(criteria_api.router)
     if deps.proxy is not None:
         from gateway import chat_api
 
@@ -179,6 +182,12 @@ def _openapi(app: FastAPI) -> dict:
             if path.startswith(("/api/v1/datasets", "/api/v1/unstable", "/api/v1/models")):
                 responses["404"] = {"description": "No such dataset or item in this project", **error}
                 responses["503"] = {"description": "The dataset service is unavailable; retry", **error}
+            if path.startswith("/api/v1/criteria"):
+                responses["404"] = {"description": "No such criterion, version or row in this project", **error}
+                responses["409"] = {"description": "The criterion name is taken", **error}
+                responses["503"] = {"description": "The criteria service is unavailable; retry", **error}
+            if path == "/api/v1/criteria/judge":
+                responses["504"] = {"description": "The judge did not answer in time", **error}
             if path.startswith("/api/v1/logs") or path.startswith("/api/v1/local"):
                 responses["503"] = {"description": "The log store is catching up; retry", **error}
     for name in ("HTTPValidationError", "ValidationError"):

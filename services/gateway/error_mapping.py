@@ -9,6 +9,7 @@ they all translate through `api_error` here, so a status means the same on every
 | INVALID_ARGUMENT, FAILED_PRECONDITION | 400 BAD_REQUEST |
 | ALREADY_EXISTS | 409 CONFLICT |
 | RESOURCE_EXHAUSTED (too many heavy requests of one project at once) | 429 TOO_MANY_REQUESTS |
+| DEADLINE_EXCEEDED of a backend whose timeouts are its answer (criteria-judge's judges) | 504 GATEWAY_TIMEOUT |
 | any other status (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...) | 503 SERVICE_UNAVAILABLE, worded by the backend |
 | `BusUnavailable` (earlier writes cannot be seen yet) | 503 SERVICE_UNAVAILABLE |
 | `InvalidInput` (a body the REST shape refuses; the message names the field) | 400 BAD_REQUEST |
@@ -31,14 +32,19 @@ class InvalidInput(ValueError):
 
 @dataclass(frozen=True)
 class Backend:
-    """A service the routers call, as its 503 names it: `unavailable` takes `{code}` and `{details}`."""
+    """A service the routers call, as its 503 names it: `unavailable` takes `{code}` and `{details}`.
+
+    `times_out`: the backend's DEADLINE_EXCEEDED is its own answer (work it waited on for too long,
+    with a message saying what), so it is a 504 with that message rather than "not available"."""
 
     unavailable: str
+    times_out: bool = False
 
 
 LOG_STORE = Backend("The log store is not available ({code}: {details}); retry shortly")
 DATASETS = Backend("The dataset service is not available ({code}: {details}); retry")
 MODEL_REGISTRY = Backend("The model registry is not available ({code}: {details}); retry")
+CRITERIA = Backend("The criteria service is not available ({code}: {details}); retry", times_out=True)
 
 _STATUS = {
     grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"),
@@ -55,6 +61,8 @@ def api_error(exc: Exception, backend: Backend | None = None) -> ApiError:
         assert backend is not None, "a gRPC error needs the backend that raised it"
         details = exc.details() or exc.code().name
         status, code = _STATUS.get(exc.code(), (503, "SERVICE_UNAVAILABLE"))
+        if backend.times_out and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return ApiError(504, "GATEWAY_TIMEOUT", details, [details])
         if status == 503:
             return ApiError(503, code, backend.unavailable.format(code=exc.code().name, details=details))
         return ApiError(status, code, details, [details])

@@ -6,7 +6,13 @@ import asyncio
 
 from refinery.events.catalogue import TOPICS
 from refinery.grpc_server import check_health
-from refinery.rpc import datasets_pb2_grpc, logs_pb2_grpc, models_pb2_grpc, projects_pb2_grpc
+from refinery.rpc import (
+    criteria_pb2_grpc,
+    datasets_pb2_grpc,
+    logs_pb2_grpc,
+    models_pb2_grpc,
+    projects_pb2_grpc,
+)
 from refinery.runtime.kernel import Kernel, service_main
 
 from gateway.app import Deps, build_app
@@ -40,6 +46,7 @@ async def build(k: Kernel[GatewaySettings]) -> None:
     peers = {name: target for name, target in (
         ("log-ingest", s.log_ingest_grpc), ("proxy-router", s.proxy_router_grpc), ("dataset", s.dataset_grpc),
         ("model-registry", s.registry_grpc), ("trainer", s.trainer_grpc), ("inference", s.inference_grpc),
+        ("criteria-judge", s.criteria_grpc),
     ) if target}
 
     async def health() -> dict[str, bool]:
@@ -53,6 +60,7 @@ async def build(k: Kernel[GatewaySettings]) -> None:
         proxy=proxy,
         datasets=datasets_pb2_grpc.DatasetsStub(k.channel(s.dataset_grpc)) if s.dataset_grpc else None,
         models=models_pb2_grpc.ModelRegistryStub(k.channel(s.registry_grpc)) if s.registry_grpc else None,
+        criteria=criteria_pb2_grpc.CriteriaStub(k.channel(s.criteria_grpc)) if s.criteria_grpc else None,
         dead_letters=letters, replayer=replayer,
     )
     servicer = ProjectsServicer(registry)

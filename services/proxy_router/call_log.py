@@ -3,6 +3,11 @@
 The publish is registered as pending before the client gets its answer, so a read that
 follows the answer waits for it (see `pending.py`), while the bus's latency is never added
 to the response.
+
+A call judged by `op-criteria` made calls of its own while it was judged (each judge's call
+comes back through this proxy and is logged in the same project). Its own log goes on the bus
+only after those are acknowledged, so it is the project's latest log, as its client expects,
+whatever the order the bus would otherwise have given them (a spooled judge log, say).
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ class CallLog:
             self.record(call, provider=provider, status_code=status, resp_payload=resp,
                         error_message=error_message_of(resp) or f"upstream returned {status}")
 
+    def judged(self, call: ChatRequest, provider: str, ranked: dict[str, Any], own: Any, *,
+               cache_hit: bool = False) -> None:
+        """A completion ranked by op-criteria: logged as answered, with the results. Its usage and cost
+        are the completion's own (`own`, the answer before judging): the judges' calls are logged and
+        costed by themselves, so the project's spend counts each token once."""
+        self.record(call, provider=provider, status_code=200, resp_payload=ranked, usage=usage_of(own),
+                    completion_id=completion_id_of(ranked), cache_hit=cache_hit)
+
     def streamed(self, call: ChatRequest, provider: str, completion: dict[str, Any], error: str | None) -> None:
         """A relayed stream: a 200 when it ended as streams do, else a 502 with what arrived and why not."""
         if error is None:
@@ -67,12 +80,17 @@ class CallLog:
             # An upstream answer nested deeper than orjson writes: keep it as JSON text, never drop it.
             text = {k: json.dumps(fields.get(k)) for k in ("req_payload", "resp_payload")}
             value = request_log_recorded(call.project_id, record.model_copy(update=text)).to_bytes()
-        publish = asyncio.ensure_future(self._publish(call.project_id.encode(), value))
+        after = self._pending.inflight(call.project_id) if call.criteria else None
+        publish = asyncio.ensure_future(self._publish(call.project_id.encode(), value, after))
         self._pending.track(call.project_id, publish)
 
-    async def _publish(self, key: bytes, value: bytes) -> Position | None:
-        """The log on the bus, or, when the bus can never take one this large, in the dead-letter
-        file with the reason (the answer was already sent: there is no client left to tell)."""
+    async def _publish(self, key: bytes, value: bytes,
+                       after: list[asyncio.Future[Position | None]] | None = None) -> Position | None:
+        """The log on the bus (once the publishes in `after` are done), or, when the bus can never take
+        one this large, in the dead-letter file with the reason (the answer was already sent: there is
+        no client left to tell)."""
+        if after:
+            await asyncio.gather(*after, return_exceptions=True)
         try:
             return await self._producer.publish(key, value)
         except EventTooLarge as exc:

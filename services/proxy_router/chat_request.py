@@ -16,6 +16,8 @@ from refinery.wire.json_depth import nests_deeper_than
 from refinery.wire.openai_shapes import merge_metadata
 
 from proxy_router.caching import cache_key, cache_mode
+from proxy_router.criteria import HEADER as CRITERIA_HEADER
+from proxy_router.criteria import parse_criteria
 from proxy_router.errors import ProxyError
 
 # orjson parses 1024 levels but writes at most 254, and the log must be written: refuse the rest.
@@ -43,6 +45,7 @@ class ChatRequest:
     cache_key: str
     started: float  # perf_counter() when the call arrived
     requested_at: float  # ms since epoch
+    criteria: tuple[str, ...] = ()  # op-criteria: judge the choices and rank them (see `criteria`)
 
     def log_fields(self) -> dict[str, Any]:
         """What every log of this call carries, whatever the answer."""
@@ -95,10 +98,15 @@ def parse_chat_request(
     metadata = _metadata(body, raw, headers.get("op-tags"))
     stream = body.get("stream") is True
     read, write = cache_mode(headers.get("op-cache")) if not stream else (False, False)
+    criteria_header = headers.get(CRITERIA_HEADER)
+    criteria = parse_criteria(criteria_header) if criteria_header is not None else ()
+    if criteria and stream:
+        raise ProxyError(400, f"`{CRITERIA_HEADER}` cannot be combined with `stream: true`: judging needs each "
+                              "choice whole; send the call without streaming")
     return ChatRequest(
         project_id=project_id, raw=raw, body=body, model=body["model"], stream=stream,
         log_enabled=headers.get("op-log-request", "true").lower() != "false" and body.get("store") is not False,
         metadata=metadata, cache_read=read, cache_write=write,
         cache_key=cache_key(project_id, body) if read or write else "",
-        started=started, requested_at=requested_at,
+        started=started, requested_at=requested_at, criteria=criteria,
     )

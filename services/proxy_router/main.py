@@ -7,6 +7,7 @@ from refinery.rpc import proxy_pb2_grpc
 from refinery.runtime.kernel import Kernel, service_main
 from refinery.stores.cache import EmbeddedCache, RedisCache, ResponseCache
 
+from proxy_router.criteria import CriteriaJudge
 from proxy_router.pending import PendingLogs
 from proxy_router.pending_api import ProxyRouterServicer
 from proxy_router.providers import ModelResolver, ProviderCache
@@ -26,9 +27,10 @@ async def build(k: Kernel[ProxyRouterSettings]) -> None:
                             else EmbeddedCache(s.service_dir("proxy-router") / "cache.db"))
     k.on_stop("cache", cache.close)
     pending = PendingLogs()
+    criteria = await k.part("criteria judge client", CriteriaJudge(s.criteria_grpc, s.criteria_timeout_s))
     proxy = await k.part("chat proxy", ChatProxy(
         producer, ProviderCache(s.gateway_grpc, s.provider_cache_s), pending, s.upstream_timeout_s, cache,
-        ModelResolver(s.registry_grpc, s.inference_url, s.provider_cache_s)))
+        ModelResolver(s.registry_grpc, s.inference_url, s.provider_cache_s), criteria))
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", proxy.handle)
     app.router.add_get("/health", _health)

@@ -22,6 +22,10 @@ class PendingLogs:
         futures.add(publish)
         publish.add_done_callback(lambda f: self._done(project_id, f))
 
+    def inflight(self, project_id: str) -> list[asyncio.Future[Position | None]]:
+        """The project's publishes not acknowledged yet."""
+        return list(self._inflight.get(project_id, ()))
+
     def _done(self, project_id: str, fut: asyncio.Future[Position | None]) -> None:
         self._inflight.get(project_id, set()).discard(fut)
         if fut.cancelled() or fut.exception() is not None:

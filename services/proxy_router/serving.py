@@ -6,6 +6,8 @@
 - forward: one POST on the pooled session (`forwarding` says what is sent);
 - relay: plain or streamed back to the client, with the overhead header (`relay`);
 - log: the `request_log.recorded` event, published in the background (`call_log`).
+A call with `op-criteria` has its criteria resolved before the upstream is called and its answer
+judged and ranked before it is relayed and logged (`criteria`); a call without never enters it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from refinery.wire.anthropic import StreamTranslator, not_a_message, to_completi
 from proxy_router.caching import TTL_S, scoped_to
 from proxy_router.call_log import CallLog
 from proxy_router.chat_request import ChatRequest, parse_chat_request
+from proxy_router.criteria import CriteriaJudge, judgeable, ranked
 from proxy_router.errors import JSON, ProxyError
 from proxy_router.forwarding import UpstreamRequest, anthropic_request, openai_request, upstream_json
 from proxy_router.pending import PendingLogs
@@ -38,9 +41,10 @@ PROJECT_HEADER = "x-refinery-project-id"
 class ChatProxy:
     def __init__(
         self, producer: DurableProducer, providers: ProviderCache, pending: PendingLogs, timeout_s: float,
-        cache: ResponseCache, models: ModelResolver | None = None,
+        cache: ResponseCache, models: ModelResolver | None = None, criteria: CriteriaJudge | None = None,
     ) -> None:
         self._models = models
+        self._criteria = criteria or CriteriaJudge(None)
         self._cache = cache
         self._providers = providers
         self._log = CallLog(producer, pending)
@@ -60,6 +64,8 @@ class ChatProxy:
         try:
             call = await self._read(request, started)
             route, upstream = await self._upstream(call, route_for(call.model))
+            if call.criteria:
+                await self._resolve_criteria(call, route.provider)
             if call.cache_key:
                 call.cache_key = scoped_to(call.cache_key, upstream.base_url, upstream.api_key, upstream.headers)
             if call.cache_read and (hit := await self._cache_hit(call, route)) is not None:
@@ -83,8 +89,28 @@ class ChatProxy:
         cached = await self._cache.get(call.cache_key)
         if cached is None:
             return None
-        self._log.answered(call, route.provider, 200, orjson.loads(cached), ok=True, cache_hit=True)
+        resp = orjson.loads(cached)
+        if call.criteria and judgeable(resp):
+            judging_started = time.perf_counter()
+            judged = await self._judged(call, resp)
+            self._log.judged(call, route.provider, judged, resp, cache_hit=True)
+            return plain_response(orjson.dumps(judged), 200, JSON,
+                                  call.overhead_ms(time.perf_counter() - judging_started), {"x-refinery-cache": "hit"})
+        self._log.answered(call, route.provider, 200, resp, ok=True, cache_hit=True)
         return plain_response(cached, 200, JSON, call.overhead_ms(), {"x-refinery-cache": "hit"})
+
+    # -- criteria ---------------------------------------------------------------------------------
+
+    async def _resolve_criteria(self, call: ChatRequest, provider: str) -> None:
+        """Unknown criteria refused (and logged) before the upstream is asked for anything."""
+        try:
+            await self._criteria.resolve(call.project_id, call.criteria)
+        except ProxyError as err:
+            self._log.failed(call, provider, err.status, err.message)
+            raise
+
+    async def _judged(self, call: ChatRequest, resp: dict) -> dict:
+        return ranked(resp, await self._criteria.judge(call.project_id, call.criteria, call.body, resp))
 
     async def _upstream(self, call: ChatRequest, route: Route) -> tuple[Route, Upstream]:
         """The route (as logged) and the upstream serving it, or a logged error."""
@@ -148,6 +174,11 @@ class ChatProxy:
         resp = upstream_json(payload)
         if call.cache_write and up.status == 200 and isinstance(resp, dict):
             await self._cache.set(call.cache_key, payload, TTL_S)
+        if call.criteria and up.status == 200 and judgeable(resp):
+            judged = await self._judged(call, resp)
+            self._log.judged(call, route.provider, judged, resp)
+            return plain_response(orjson.dumps(judged), 200, JSON,
+                                  call.overhead_ms(time.perf_counter() - upstream_started))
         self._log.answered(call, route.provider, up.status, resp, ok=up.status < 400)
         return plain_response(payload, up.status, up.headers.get("content-type", JSON), call.overhead_ms(upstream_s))
 
@@ -169,5 +200,10 @@ class ChatProxy:
             self._log.unusable(call, "anthropic", answer, why_not)
             raise ProxyError(502, why_not)
         out = to_completion(answer, call.model) if ok else to_openai_error(up.status, answer)
+        if call.criteria and ok and judgeable(out):
+            judged = await self._judged(call, out)
+            self._log.judged(call, "anthropic", judged, out)
+            return plain_response(orjson.dumps(judged), 200, JSON,
+                                  call.overhead_ms(time.perf_counter() - upstream_started))
         self._log.answered(call, "anthropic", up.status, out, ok=ok)
         return plain_response(orjson.dumps(out), up.status, JSON, call.overhead_ms(upstream_s))

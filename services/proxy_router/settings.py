@@ -21,3 +21,7 @@ class ProxyRouterSettings(ServiceSettings):
     registry_grpc: str | None = Field(default=None, description="model-registry, to route openpipe:<slug>")
     inference_url: str | None = Field(default=None, description="inference HTTP base, serving fine-tuned models")
     redis_url: str | None = Field(default=None, description="Response cache; embedded SQLite when unset")
+    criteria_grpc: str | None = Field(default=None, description="criteria-judge gRPC; `op-criteria` needs it")
+    criteria_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long a call with `op-criteria` waits for its choices to be judged; "
+                                         "past it each result is an error and the call still answers")

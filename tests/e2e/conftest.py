@@ -144,8 +144,13 @@ def _sdk_models_first(request: pytest.FixtureRequest) -> None:
 
     if importlib.util.find_spec("torch") is None:
         return
-    if any("sdk_models" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        with contextlib.suppress(Exception):  # a failure is raised again where the models are needed
+    needed = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    # The reward model first: it trains in under a minute, and test_criteria (early in the session) needs it.
+    if "sdk_reward_model" in needed:
+        with contextlib.suppress(Exception):  # a failure is raised again where the model is needed
+            request.getfixturevalue("sdk_reward_submitted")
+    if "sdk_models" in needed or "sdk_models_submitted" in needed:
+        with contextlib.suppress(Exception):
             request.getfixturevalue("sdk_models_submitted")
 
 
@@ -185,3 +190,57 @@ def sdk_models(sdk_models_submitted: dict[str, str], op: OpenPipe) -> dict[str, 
     models = wait_for(deployed, 900, 1.0)
     print(f"\nSDK suite models deployed ({time.monotonic() - started:.0f} s waited here)")
     return models
+
+
+@pytest.fixture(scope="session")
+def sdk_reward_submitted(op: OpenPipe, api: httpx.Client) -> str:
+    """The reward model behind the SDK suite's `reward-v1` criterion, submitted through `POST /models` (kind
+    `openpipeReward`) on a small preference dataset; returns its slug, does not wait."""
+    import importlib.util
+
+    from tests.e2e.sdk_models import SDK_REWARD_HYPERPARAMETERS, SDK_REWARD_SLUG, reward_entries
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("the ML extra is not installed (make install-ml)")
+    ds = op.create_dataset(name=f"sdk-{SDK_REWARD_SLUG}").id
+    entries = reward_entries()
+    created = op.create_dataset_entries(ds, entries=entries)
+    assert created.entries_created == len(entries) and not created.errors.data, created.errors.data
+    resp = api.post("/models", json={"datasetId": ds, "slug": SDK_REWARD_SLUG, "trainingConfig": {
+        "provider": "openpipeReward", "baseModel": BASE, "hyperparameters": SDK_REWARD_HYPERPARAMETERS}})
+    assert resp.status_code == 200 and resp.json()["id"] == SDK_REWARD_SLUG, resp.text
+    return SDK_REWARD_SLUG
+
+
+@pytest.fixture(scope="session")
+def sdk_reward_model(sdk_reward_submitted: str, api: httpx.Client) -> str:
+    """The reward model, DEPLOYED; returns its slug."""
+
+    def final() -> Any:
+        model = api.get(f"/models/{sdk_reward_submitted}").json()
+        return model if model["openpipe"]["status"] in ("DEPLOYED", "ERROR") else None
+
+    model = wait_for(final, 900, 1.0)
+    assert model["openpipe"]["status"] == "DEPLOYED", model["openpipe"]["errorMessage"]
+    return sdk_reward_submitted
+
+
+@pytest.fixture(scope="session")
+def sdk_criteria(api: httpx.Client, sdk_reward_model: str) -> dict[str, Any]:
+    """The criteria the SDK suite's criteria/ tests name (tests/e2e/sdk_models.py), created through the REST
+    routes as a user would: LLM judges with their later versions published by PATCH, and `reward-v1`, the reward
+    model's criterion. Returns name → the criterion object."""
+    from tests.e2e.sdk_models import SDK_CRITERIA, SDK_REWARD_CRITERION
+
+    made = {}
+    for name, (body, updates) in SDK_CRITERIA.items():
+        resp = api.post("/criteria", json={"name": name, **body})
+        assert resp.status_code == 201, resp.text
+        for i, update in enumerate(updates, 2):
+            resp = api.patch(f"/criteria/{name}", json=update)
+            assert resp.status_code == 200 and resp.json()["latestVersion"] == i, resp.text
+        made[name] = resp.json()
+    resp = api.post("/criteria", json={"name": SDK_REWARD_CRITERION, "rewardModel": sdk_reward_model})
+    assert resp.status_code == 201, resp.text
+    made[SDK_REWARD_CRITERION] = resp.json()
+    return made

@@ -90,3 +90,32 @@ SDK_MODELS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "llama-3-1-8b-content": (count_entries(counting_json, seed=2), {"num_epochs": 1, "batch_size": 1}),
     "tool-calls-test": (tool_entries(), {"num_epochs": 1, "batch_size": 1}),
 }
+
+
+# The reward model behind the suite's `reward-v1` criterion: preference pairs in which the chosen answer counts as
+# asked and the rejected one does not. The suite only needs a DEPLOYED openpipeReward model to score with, so it is
+# kept as small as training allows (10 pairs, one epoch, batch size 1).
+SDK_REWARD_SLUG = "sdk-reward-v1"
+SDK_REWARD_HYPERPARAMETERS: dict[str, Any] = {"num_epochs": 1, "batch_size": 1}
+
+
+def reward_entries() -> list[dict[str, Any]]:
+    return [{"messages": [{"role": "system", "content": "You count things"},
+                          {"role": "user", "content": f"count to {n}"},
+                          {"role": "assistant", "content": ", ".join(str(i) for i in range(1, n + 1))}],
+             "rejected_message": {"role": "assistant", "content": "I would rather not count."},
+             "split": "TRAIN"} for n in range(1, 11)]
+
+
+# The criteria the suite's criteria/ tests name, created through the REST routes (tests/e2e/conftest.py,
+# `sdk_criteria`): each is a create body, then the PATCH bodies that publish its later versions. Their judge is the
+# fake upstream's `gpt-4o`, whose verdict follows the prompt's `fails if the output contains "X"`.
+SDK_CRITERIA: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
+    "highlight-format": ({"prompt": 'The output highlights what matters. It fails if the output contains "<b></b>".',
+                          "judgeModel": "gpt-4o"}, []),
+    "juicebox-relevance": (
+        {"prompt": 'The output is relevant to juice boxes. It fails if the output contains "lemonade".',
+         "judgeModel": "gpt-4o"},
+        [{"prompt": 'The output is relevant to juice boxes. It fails if the output contains "soda".'}]),
+}
+SDK_REWARD_CRITERION = "reward-v1"

@@ -16,6 +16,9 @@ from pathlib import Path
 import openpipe
 import pytest
 
+from tests.fakes.running import running_fake_llm
+from tests.fakes.upstream import DEFAULT_DELAY_MS
+
 SUITE = Path(openpipe.__file__).parent / "test"
 
 # Groups that run; each must pass whole, but for the named tests below.
@@ -25,6 +28,13 @@ GROUPS = [
     "platform/list_datasets", "platform/create_dataset_entries",
     # These read the project's models: the `trained` and `sdk_models` fixtures train them first.
     "platform/create_model", "platform/get_model", "platform/list_models.py",
+    # These name `highlight-format`, `juicebox-relevance@v2` and `reward-v1`: the `sdk_criteria` fixture makes them.
+    "criteria",
+    # The client-side fallback from `openpipe:tool-calls-test` (an `sdk_models` model) to the fake upstream. Last:
+    # its 0.1 s timeouts abandon calls (three times each, with the client's retries) that the server still answers
+    # and logs seconds later, and a later test reading the latest logged call would read one of those
+    # (SDK-SUITE.md section 1, Retries). The SDK's own file order also runs criteria before fallback.
+    "fallback",
 ]
 
 # Tests deselected by name, each with the reason it cannot run here. Empty now: the tests that call fine-tuned
@@ -34,7 +44,17 @@ GROUPS = [
 NOT_YET: dict[str, str] = {}
 
 
-def test_openpipe_sdk_suite(stack, api_key, fake_llm, tmp_path, trained, sdk_models):
+# The setup waits for the fixtures' models (the trainer takes one job at a time); the suite itself takes ~2 min.
+@pytest.mark.timeout(1800)
+def test_openpipe_sdk_suite(stack, api_key, tmp_path, trained, sdk_models, sdk_criteria):
+    # The suite's direct OpenAI and Anthropic calls (reporting, and the client-side fallback) go to a fake of their
+    # own that takes as long as a real provider does at least: the fallback tests need its answer to outlast a 0.1 s
+    # client timeout (SDK-SUITE.md section 5), while the stack's fake stays quick for everything else.
+    with running_fake_llm(tmp_path / "direct-llm", delay_ms=DEFAULT_DELAY_MS) as direct_llm:
+        _run_suite(stack, api_key, direct_llm, tmp_path)
+
+
+def _run_suite(stack, api_key, direct_llm: str, tmp_path) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OPENPIPE_", "OPENAI_", "ANTHROPIC_"))},
         "OPENPIPE_BASE_URL_LOCAL": stack.api_base,
@@ -42,9 +62,9 @@ def test_openpipe_sdk_suite(stack, api_key, fake_llm, tmp_path, trained, sdk_mod
         "OPENPIPE_BASE_URL": stack.api_base,
         "OPENPIPE_API_KEY": api_key,
         "OPENAI_API_KEY": "sk-fake",
-        "OPENAI_BASE_URL": f"{fake_llm}/v1",
+        "OPENAI_BASE_URL": f"{direct_llm}/v1",
         "ANTHROPIC_API_KEY": "ak-fake",
-        "ANTHROPIC_BASE_URL": fake_llm,
+        "ANTHROPIC_BASE_URL": direct_llm,
         "ENVIRONMENT": "test",
     }
     deselect = [arg for node in NOT_YET for arg in ("--deselect", node)]

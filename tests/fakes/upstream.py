@@ -19,6 +19,12 @@ Why these particular behaviours:
   and ``gpt-4o-stream-hangup`` send the first frames of the stream, then drop the connection
   mid-body; ``claude-stream-overloaded`` sends Anthropic's mid-stream ``error`` event;
   ``claude-array-200`` answers a plain request 200 with a JSON array instead of a message.
+* A request that forces the tool ``record_judgement`` (a criterion's LLM judge) gets a verdict that is
+  a pure function of the prompt, so criteria tests can predict every judgement: when the system
+  prompt says ``fails if the output contains "X"`` (any case, double quotes), ``passed`` is whether X
+  does not occur (any case) between the ``<output>`` and ``</output>`` lines of the last user
+  message; otherwise ``passed`` is true. ``explanation`` says which (``The output contains "X".``).
+  Both routes do it: OpenAI's forced ``tool_choice`` and Anthropic's ``{"type": "tool"}``.
 * ``GET /fake/stats`` / ``POST /fake/reset`` count the requests that reached the upstream, so a test
   can prove a cache hit never left the proxy.
 * It never crashes and never logs per request: every failure becomes a JSON error body, and
@@ -63,6 +69,8 @@ STREAM_HANGUP_MODELS = frozenset({"claude-stream-hangup", "gpt-4o-stream-hangup"
 STREAM_OVERLOADED_MODEL = "claude-stream-overloaded"
 ARRAY_200_MODEL = "claude-array-200"
 HANGUP_AFTER_FRAMES = 4
+JUDGE_TOOL = "record_judgement"
+_FAILS_IF = re.compile(r'fails if the output contains "([^"]+)"', re.IGNORECASE)
 DELAY_HEADER = "x-fake-delay-ms"
 MAX_DELAY_MS = 600_000.0  # a typo in a header must not park a connection for hours
 MAX_CHOICES = 128  # the real API's limit; also bounds the work one request can cause
@@ -268,6 +276,44 @@ def _object_for(schema: Any, root: dict[str, Any] | None = None, depth: int = 0)
     required = schema.get("required")
     names = [n for n in required if isinstance(n, str)] if isinstance(required, list) and required else list(props)
     return {n: _value_for(n, props.get(n, {}), root, depth) for n in names}
+
+
+def _output_block(text: str) -> str:
+    """The lines between the ``<output>`` line and the last ``</output>`` line (empty without them)."""
+    lines = text.split("\n")
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "<output>")
+        end = max(i for i, line in enumerate(lines) if line.strip() == "</output>" and i > start)
+    except (StopIteration, ValueError):
+        return ""
+    return "\n".join(lines[start + 1:end])
+
+
+def _judge_verdict(system: str, last_user: str) -> dict[str, Any]:
+    """The judge's deterministic verdict (see the module docstring)."""
+    rule = _FAILS_IF.search(system)
+    if rule is None:
+        return {"explanation": "No failing condition applies to the output.", "passed": True}
+    word = rule.group(1)
+    if word.lower() in _output_block(last_user).lower():
+        return {"explanation": f'The output contains "{word}".', "passed": False}
+    return {"explanation": f'The output does not contain "{word}".', "passed": True}
+
+
+def _openai_judge_texts(messages: list[Any]) -> tuple[str, str]:
+    """(system prompt, last user message) of an OpenAI conversation."""
+    dicts = [m for m in messages if isinstance(m, dict)]
+    system = "\n".join(_text_of(m.get("content")) for m in dicts if m.get("role") in ("system", "developer"))
+    users = [_text_of(m.get("content")) for m in dicts if m.get("role") == "user"]
+    return system, users[-1] if users else ""
+
+
+def _anthropic_judge_texts(body: dict[str, Any], messages: list[Any]) -> tuple[str, str]:
+    """(system prompt, last user message) of an Anthropic request."""
+    system = body.get("system")
+    system_text = system if isinstance(system, str) else _text_of(system)
+    users = [_text_of(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return system_text, users[-1] if users else ""
 
 
 def _pieces(text: str, parts: int) -> list[str]:
@@ -512,6 +558,9 @@ def _tool_call(body: dict[str, Any]) -> _Call | None:
         fn = choice.get("function")
         name = fn.get("name") if isinstance(fn, dict) else choice.get("name")
         forced = name if isinstance(name, str) else None
+    if forced == JUDGE_TOOL:
+        system, last_user = _openai_judge_texts(_required_messages(body))
+        return _Call(JUDGE_TOOL, _dumps(_judge_verdict(system, last_user)).decode())
     return _pick_function(functions, forced)
 
 
@@ -690,14 +739,14 @@ def _anthropic_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     if not valid:
         return None
     chosen = valid[0]
-    if isinstance(choice, dict) and choice.get("type") == "tool" and isinstance(choice.get("name"), str):
+    forced = isinstance(choice, dict) and choice.get("type") == "tool" and isinstance(choice.get("name"), str)
+    if forced:
         chosen = next((t for t in valid if t["name"] == choice["name"]), {"name": choice["name"]})
-    return {
-        "type": "tool_use",
-        "id": "toolu_" + _hex24(),
-        "name": chosen["name"],
-        "input": _object_for(chosen.get("input_schema") or {}),
-    }
+    if forced and chosen["name"] == JUDGE_TOOL:
+        arguments = _judge_verdict(*_anthropic_judge_texts(body, _required_messages(body)))
+    else:
+        arguments = _object_for(chosen.get("input_schema") or {})
+    return {"type": "tool_use", "id": "toolu_" + _hex24(), "name": chosen["name"], "input": arguments}
 
 
 def _anthropic_message(body: dict[str, Any], model: str, messages: list[Any]) -> dict[str, Any]:

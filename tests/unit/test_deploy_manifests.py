@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = {"log-ingest", "proxy-router", "dataset", "model-registry", "trainer", "inference", "gateway"}
+SERVICES = {"log-ingest", "proxy-router", "dataset", "model-registry", "trainer", "inference", "criteria-judge",
+            "gateway"}
 
 
 @pytest.fixture(scope="module")

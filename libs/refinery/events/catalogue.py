@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from refinery.config import DATASETS_TOPIC, DEAD_LETTERS_TOPIC, MODELS_TOPIC, PROJECTS_TOPIC, REQUEST_LOGS_TOPIC
+from refinery.config import (
+    CRITERIA_TOPIC,
+    DATASETS_TOPIC,
+    DEAD_LETTERS_TOPIC,
+    MODELS_TOPIC,
+    PROJECTS_TOPIC,
+    REQUEST_LOGS_TOPIC,
+)
+from refinery.events import criteria as cr
 from refinery.events import datasets as ds
 from refinery.events import dead_letters as dl
 from refinery.events import models as md
@@ -31,6 +39,7 @@ LOG_INGEST = "log-ingest"
 DATASET = "dataset"
 MODEL_REGISTRY = "model-registry"
 TRAINER = "trainer"
+CRITERIA_JUDGE = "criteria-judge"
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Datasets and their entries (whole, in batches), pruning rules, import rules, uploads and snapshots, "
         "written by the dataset service through its outbox. Keyed by dataset id; a dataset's events carry "
         "consecutive versions.",
+    ),
+    TopicSpec(
+        CRITERIA_TOPIC, "criterion id",
+        "Criteria (LLM judges and reward-model criteria), their versions, their alignment sets with the human "
+        "labels, and the judge's verdict on every row under every version, written by criteria-judge through "
+        "its outbox. Keyed by criterion id; a criterion's events carry consecutive versions.",
     ),
     TopicSpec(
         DEAD_LETTERS_TOPIC, "dead-letter id",
@@ -165,9 +180,27 @@ def _datasets() -> list[EventSpec]:
     return [EventSpec(t, type_, data, (DATASET,), (), key, key, text) for type_, data, text in items]
 
 
+def _criteria() -> list[EventSpec]:
+    t, key = CRITERIA_TOPIC, "criterion id"
+    items: list[tuple[str, type[BaseModel], str]] = [
+        (cr.CRITERION_CREATED, cr.CriterionCreated, "A criterion was created with its first version."),
+        (cr.CRITERION_VERSION_PUBLISHED, cr.CriterionVersionPublished,
+         "A new version of a criterion (prompt, judge model, templated variables or reward model changed); older "
+         "versions stay callable as `name@vN`."),
+        (cr.CRITERION_DELETED, cr.CriterionDeleted, "A criterion was deleted; its name is free again."),
+        (cr.ALIGNMENT_ROWS_ADDED, cr.AlignmentRowsAdded,
+         "Rows were added to a criterion's alignment set (from JSONL or a dataset sample), whole, in batches."),
+        (cr.ALIGNMENT_ROW_LABELED, cr.AlignmentRowLabeled, "A human labeled an alignment row PASS, FAIL or SKIP, "
+         "or cleared its label."),
+        (cr.JUDGEMENT_RECORDED, cr.JudgementRecorded,
+         "The judge's verdict (PASS, FAIL or ERROR, score, explanation) on one alignment row under one version."),
+    ]
+    return [EventSpec(t, type_, data, (CRITERIA_JUDGE,), (), key, key, text) for type_, data, text in items]
+
+
 def _dead_letters() -> list[EventSpec]:
     t, key = DEAD_LETTERS_TOPIC, "dead-letter id"
-    writers = (GATEWAY, PROXY_ROUTER, LOG_INGEST, DATASET, MODEL_REGISTRY, TRAINER)
+    writers = (GATEWAY, PROXY_ROUTER, LOG_INGEST, DATASET, MODEL_REGISTRY, TRAINER, CRITERIA_JUDGE)
     return [
         EventSpec(t, dl.DEAD_LETTER_RECORDED, dl.DeadLetterRecorded, writers, (GATEWAY,), key, key,
                   "A record was set aside for good, with the reason; the stream behind it went on."),
@@ -176,7 +209,8 @@ def _dead_letters() -> list[EventSpec]:
     ]
 
 
-CATALOGUE: tuple[EventSpec, ...] = (*_request_logs(), *_projects(), *_models(), *_datasets(), *_dead_letters())
+CATALOGUE: tuple[EventSpec, ...] = (*_request_logs(), *_projects(), *_models(), *_datasets(), *_criteria(),
+                                    *_dead_letters())
 
 
 def events_of(topic: str) -> list[EventSpec]:

@@ -1,10 +1,10 @@
 """The whole platform as one supervised set of processes (`make run`, the e2e tests).
 
 Start order follows dependencies: SeaweedFS, Tansu on it, log-ingest, proxy-router,
-dataset, model-registry, trainer and inference (when the ML extra is installed), gateway;
-stop goes the other way. Every port except the gateway's is picked free at start, and every
-server binds 127.0.0.1 (the services' defaults); what a client needs (gateway URL) is written
-to `<data_dir>/stack.json`.
+dataset, model-registry, trainer and inference (when the ML extra is installed), criteria-judge,
+gateway; stop goes the other way. Every port except the gateway's is picked free at start, and
+every server binds 127.0.0.1 (the services' defaults); what a client needs (gateway URL) is
+written to `<data_dir>/stack.json`.
 
 The internal calls between the services carry one token, made once per data dir and kept in
 `<data_dir>/internal-token` (0600, like the admin token), given to every service, so the stack
@@ -59,6 +59,7 @@ class Stack:
             "trainer_grpc": free_port(),
             "inference_http": free_port(),
             "inference_grpc": free_port(),
+            "criteria_grpc": free_port(),
         }
 
     @property
@@ -118,6 +119,7 @@ class Stack:
             "REFINERY_PROXY_GRPC_PORT": str(p["proxy_grpc"]),
             "REFINERY_GATEWAY_GRPC": f"127.0.0.1:{p['gateway_grpc']}",
             "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
+            "REFINERY_CRITERIA_GRPC": f"127.0.0.1:{p['criteria_grpc']}",
             **({"REFINERY_INFERENCE_URL": f"http://127.0.0.1:{p['inference_http']}"} if ml else {}),
         })
         s3 = self.seaweed.credentials
@@ -143,6 +145,13 @@ class Stack:
                 "REFINERY_INFERENCE_PORT": str(p["inference_http"]),
                 "REFINERY_INFERENCE_GRPC_PORT": str(p["inference_grpc"]),
                 "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}", **s3_env})
+        self.services["criteria-judge"] = self._python("criteria-judge", "criteria_judge.main", {
+            "REFINERY_CRITERIA_GRPC_PORT": str(p["criteria_grpc"]),
+            "REFINERY_PROXY_ROUTER_URL": f"http://127.0.0.1:{p['proxy_http']}",
+            "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
+            "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
+            **({"REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
+        })
         self.services["gateway"] = self._python("gateway", "gateway.main", {
             "REFINERY_PORT": str(self.port),
             "REFINERY_GRPC_PORT": str(p["gateway_grpc"]),
@@ -151,6 +160,7 @@ class Stack:
             "REFINERY_PROXY_ROUTER_GRPC": f"127.0.0.1:{p['proxy_grpc']}",
             "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
             "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
+            "REFINERY_CRITERIA_GRPC": f"127.0.0.1:{p['criteria_grpc']}",
             **({"REFINERY_TRAINER_GRPC": f"127.0.0.1:{p['trainer_grpc']}",
                 "REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
         })
@@ -216,7 +226,8 @@ class Stack:
         return given or (self.data_dir / "gateway" / "admin-token").read_text().strip()
 
     def stop(self) -> None:
-        for name in ("gateway", "inference", "trainer", "model-registry", "dataset", "proxy-router", "log-ingest"):
+        for name in ("gateway", "criteria-judge", "inference", "trainer", "model-registry", "dataset", "proxy-router",
+                     "log-ingest"):
             if name in self.services:
                 self.services[name].stop()
         if self.retention is not None:

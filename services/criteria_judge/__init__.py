@@ -1,0 +1,1 @@
+"""criteria-judge: criteria and their versions, alignment sets with human labels, and judgements."""
