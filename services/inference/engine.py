@@ -69,6 +69,10 @@ class UnknownAdapter(KeyError):
     """No adapter of that name is loaded."""
 
 
+class GenerationCancelled(Exception):
+    """The client left before its answer was done: the generation was stopped, its tokens not spent."""
+
+
 class _JsonGuard:
     """One choice's JSON constraint: ``state`` has consumed the object's text so far (the prefill's share, then the
     generated text up to ``fed`` characters). A trailing U+FFFD, a character whose UTF-8 bytes are still arriving,
@@ -419,12 +423,20 @@ class Engine(DeltaStreams):
                 )
 
     def generate(
-        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams
+        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams,
+        cancelled: threading.Event | None = None,
     ) -> Completion:
+        """The whole completion; stopped between two tokens (GenerationCancelled) once `cancelled` is set."""
         prompt_tokens = self.count_tokens(messages, tools)
         choices: list[dict] = []
         completion_tokens = 0
-        for piece in self.stream_pieces(adapter, messages, tools, params):
+        pieces = self.stream_pieces(adapter, messages, tools, params)
+        for piece in pieces:
+            if cancelled is not None and cancelled.is_set():
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()  # releases the generation lock now, not when the iterator is collected
+                raise GenerationCancelled
             if piece.finish_reason is None:
                 continue
             completion_tokens += piece.completion_tokens

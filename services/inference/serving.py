@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -236,7 +237,7 @@ class InferenceServer:
     # ---- HTTP -------------------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        from inference.engine import GenerationParams, UnknownAdapter
+        from inference.engine import GenerationCancelled, GenerationParams, UnknownAdapter
 
         try:
             body = orjson.loads(await request.read())
@@ -297,12 +298,20 @@ class InferenceServer:
         if body.get("stream") is True:
             return await self._stream(request, adapter, messages, tools, params, model, created, completion_id,
                                       legacy, bool((body.get("stream_options") or {}).get("include_usage")))
+        gone = threading.Event()
+        watch = asyncio.create_task(_watch_client(request, gone))
         try:
-            result = await self._generate(adapter, messages, tools, params)
+            result = await self._generate(adapter, messages, tools, params, gone)
         except UnknownAdapter:
             return _error(404, "model_not_found", f"The model `{model}` is not loaded here")
         except ValueError as exc:
             return _error(400, "invalid_request_error", str(exc))
+        except GenerationCancelled:
+            log.info("client left before its completion was done; generation stopped (%s)", model)
+            return _error(499, "client_closed_request", "the client closed the connection")  # nobody reads it
+        finally:
+            gone.set()  # also when this handler is cancelled (its client left): the thread must stop too
+            watch.cancel()
         choices = []
         for c in result.choices:
             msg = _legacy_function_call(c["message"]) if legacy else c["message"]
@@ -316,35 +325,52 @@ class InferenceServer:
         }, dumps=lambda o: orjson.dumps(o).decode())
 
     async def _generate(self, adapter: str | None, messages: list[dict], tools: list[dict] | None,
-                        params: Any) -> Any:
-        """Generate; an adapter evicted between the check and the generation (other requests
-        loaded others meanwhile) is loaded again once and the generation retried."""
+                        params: Any, gone: threading.Event) -> Any:
+        """Generate until done or `gone` is set (the client left: GenerationCancelled); an adapter evicted between
+        the check and the generation (other requests loaded others meanwhile) is loaded again once and the
+        generation retried."""
         from inference.engine import UnknownAdapter
 
         try:
-            return await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params)
+            return await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params, gone)
         except UnknownAdapter:
             if adapter is None or not await self.ready(adapter):
                 raise
-            return await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params)
+            return await asyncio.to_thread(self.engine.generate, adapter, messages, tools, params, gone)
 
     async def _stream(self, request, adapter, messages, tools, params, model, created, completion_id, legacy,
                       include_usage) -> web.StreamResponse:
-        from refinery.ml.chat_format import parse_completion
-
-        from inference.engine import UnknownAdapter
-
         queue: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
         prompt_tokens = await asyncio.to_thread(self.engine.count_tokens, messages, tools)
+        gone = threading.Event()  # set when the client left: the generation stops at its next token
 
         def produce() -> None:
             try:
-                for piece in self.engine.stream_pieces(adapter, messages, tools, params):
+                pieces = self.engine.stream_pieces(adapter, messages, tools, params)
+                for piece in pieces:
+                    if gone.is_set():
+                        close = getattr(pieces, "close", None)
+                        if close is not None:
+                            close()  # frees the engine (its lock, or vLLM's request) now
+                        break
                     loop.call_soon_threadsafe(queue.put_nowait, piece)
             except Exception as exc:  # surfaced to the client as an error event
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        try:
+            return await self._relay(request, queue, loop, produce, adapter, model, created, completion_id, legacy,
+                                     include_usage, prompt_tokens, params, tools)
+        finally:
+            gone.set()  # finished, or the client left mid-stream (a write failed): nothing more to generate
+
+    async def _relay(self, request, queue, loop, produce, adapter, model, created, completion_id, legacy,
+                     include_usage, prompt_tokens, params, tools) -> web.StreamResponse:
+        """The stream's frames, written as the engine produces its pieces (see `_stream`)."""
+        from refinery.ml.chat_format import parse_completion
+
+        from inference.engine import UnknownAdapter
 
         worker = loop.run_in_executor(None, produce)
         response = web.StreamResponse(status=200, headers={"content-type": "text/event-stream",
@@ -490,3 +516,13 @@ class InferenceControl(inference_pb2_grpc.InferenceServicer):
             await context.abort(*problem)
         assert result is not None  # every path without a problem scored
         return inference_pb2.RewardResponse(reward=result.reward, score=result.score, tokens=result.tokens)
+
+
+async def _watch_client(request: web.Request, gone: threading.Event, every_s: float = 0.05) -> None:
+    """Sets `gone` once the client's connection is closed, so a generation nobody waits for stops."""
+    while not gone.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            gone.set()
+            return
+        await asyncio.sleep(every_s)

@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +61,7 @@ from inference.engine import (
     _STOP_TOKENS,
     Completion,
     DeltaStreams,
+    GenerationCancelled,
     GenerationParams,
     StreamPiece,
     UnknownAdapter,
@@ -436,7 +437,7 @@ class VllmEngine(DeltaStreams):
         return _Request(prompt_ids, prefill, params.n, [s for s in params.stop if s], lora, sampling,
                         params.suffix if params.json_from is not None else "", params.tool_calls)
 
-    async def _pieces(self, request: _Request) -> AsyncIterator[StreamPiece]:
+    async def _pieces(self, request: _Request) -> AsyncGenerator[StreamPiece, None]:
         """Every choice's pieces, interleaved as vLLM produces them (InferenceServer keys them by index)."""
         choices = [_ChoiceText(i, request.prefill, request.stops, request.suffix, request.tool_calls)
                    for i in range(request.n)]
@@ -486,10 +487,13 @@ class VllmEngine(DeltaStreams):
                     self._loop.call(aclose())
 
     def generate(
-        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams
+        self, adapter: str | None, messages: list[dict], tools: list[dict] | None, params: GenerationParams,
+        cancelled: threading.Event | None = None,
     ) -> Completion:
+        """The whole completion in one trip to the engine's loop; aborted (GenerationCancelled) once `cancelled`
+        is set."""
         request = self._prepare(adapter, messages, tools, params)
-        finals = self._loop.call(self._final_pieces(request))
+        finals = self._loop.call(self._final_pieces(request, cancelled))
         return Completion(
             choices=[{"index": p.index, "message": parse_completion(p.text, request.tool_calls),
                       "finish_reason": p.finish_reason} for p in finals],
@@ -497,7 +501,17 @@ class VllmEngine(DeltaStreams):
             completion_tokens=sum(p.completion_tokens for p in finals),
         )
 
-    async def _final_pieces(self, request: _Request) -> list[StreamPiece]:
-        """One trip to the engine's loop for a whole non-streamed request; choices in index order."""
-        finals = [piece async for piece in self._pieces(request) if piece.finish_reason is not None]
+    async def _final_pieces(self, request: _Request, cancelled: threading.Event | None = None) -> list[StreamPiece]:
+        """One trip to the engine's loop for a whole non-streamed request; choices in index order. Closing the
+        pieces early (the client left) aborts the request in the engine."""
+        finals = []
+        pieces = self._pieces(request)
+        try:
+            async for piece in pieces:
+                if cancelled is not None and cancelled.is_set():
+                    raise GenerationCancelled
+                if piece.finish_reason is not None:
+                    finals.append(piece)
+        finally:
+            await pieces.aclose()
         return sorted(finals, key=lambda piece: piece.index)

@@ -23,7 +23,7 @@ from refinery.ml.chat_format import render_prompt
 pytest.importorskip("jinja2")
 
 from inference import backends
-from inference.engine import GenerationParams, StreamPiece, UnknownAdapter
+from inference.engine import GenerationCancelled, GenerationParams, StreamPiece, UnknownAdapter
 from inference.vllm_backend import VllmEngine, VllmUnavailable, import_vllm
 
 BASE_ID = "test/base"
@@ -464,6 +464,16 @@ def test_closing_a_stream_early_aborts_the_vllm_request(engine: VllmEngine) -> N
     stream = engine.stream(None, HELLO, None, GenerationParams())
     assert next(stream) == (0, "a")
     stream.close()
+    (call,) = fake(engine).requests()
+    assert fake(engine).aborted == [call.request_id]
+
+
+def test_a_cancelled_generation_aborts_the_vllm_request(engine: VllmEngine) -> None:
+    fake(engine).scripts.append([[(0, "a" * k, [97] * k, None)] for k in range(1, 50)])
+    gone = threading.Event()
+    gone.set()  # the client left before the first token
+    with pytest.raises(GenerationCancelled):
+        engine.generate(None, HELLO, None, GenerationParams(), gone)
     (call,) = fake(engine).requests()
     assert fake(engine).aborted == [call.request_id]
 
