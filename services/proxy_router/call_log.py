@@ -8,17 +8,23 @@ A call judged by `op-criteria` made calls of its own while it was judged (each j
 comes back through this proxy and is logged in the same project). Its own log goes on the bus
 only after those are acknowledged, so it is the project's latest log, as its client expects,
 whatever the order the bus would otherwise have given them (a spooled judge log, say).
+
+A log that neither the bus nor the spool can take (the bus down and the spool's disk full) is held
+here and offered again until one of them takes it, and while any log is held the proxy refuses new
+calls (507, `unkept`): the answers already sent keep their logs, and no call is answered whose log
+could not be kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 import orjson
-from refinery.bus.producer import DurableProducer, EventTooLarge, Position
+from refinery.bus.producer import DurableProducer, EventTooLarge, NotKept, Position
 from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
 from refinery.wire.openai_shapes import completion_id_of, error_message_of, usage_of
 from refinery.wire.pricing import cost_usd
@@ -26,11 +32,22 @@ from refinery.wire.pricing import cost_usd
 from proxy_router.chat_request import ChatRequest
 from proxy_router.pending import PendingLogs
 
+log = logging.getLogger("refinery.proxy_router")
+
+HELD_RETRY_S = 0.5  # how often a held log is offered to the bus (and its spool) again
+
 
 class CallLog:
-    def __init__(self, producer: DurableProducer, pending: PendingLogs) -> None:
+    def __init__(self, producer: DurableProducer, pending: PendingLogs, held_retry_s: float = HELD_RETRY_S) -> None:
         self._producer = producer
         self._pending = pending
+        self._held_retry_s = held_retry_s
+        self._held = 0  # logs neither the bus nor the spool could take yet
+        self._held_reason = ""
+
+    def unkept(self) -> str | None:
+        """Why logs cannot be kept right now (some are held in memory), or None when they can."""
+        return self._held_reason if self._held else None
 
     def answered(
         self, call: ChatRequest, provider: str, status: int, resp: Any, *, ok: bool, cache_hit: bool = False,
@@ -96,3 +113,24 @@ class CallLog:
         except EventTooLarge as exc:
             await asyncio.to_thread(self._producer.set_aside, key, value, f"log of a proxied call: {exc}")
             return None
+        except NotKept as exc:
+            return await self._hold(key, value, exc)
+
+    async def _hold(self, key: bytes, value: bytes, exc: NotKept) -> Position | None:
+        """Offers the log again until the bus or the spool takes it; new calls are refused meanwhile."""
+        self._held += 1
+        self._held_reason = str(exc)
+        log.error("a call log could not be kept (%s); holding %d and refusing new calls until it can", exc,
+                  self._held)
+        try:
+            while True:
+                await asyncio.sleep(self._held_retry_s)
+                try:
+                    position = await self._producer.publish(key, value)
+                except NotKept as again:
+                    self._held_reason = str(again)
+                    continue
+                log.info("a held call log was kept; %d still held", self._held - 1)
+                return position
+        finally:
+            self._held -= 1

@@ -9,7 +9,8 @@ import orjson
 from aiohttp import web
 
 JSON = "application/json"
-CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
+CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE",
+         507: "INSUFFICIENT_STORAGE"}
 
 
 class ProxyError(Exception):

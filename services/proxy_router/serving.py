@@ -61,6 +61,9 @@ class ChatProxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        if (why := self._log.unkept()) is not None:
+            return ProxyError(507, f"Calls are refused while their logs cannot be kept: {why}. They are taken "
+                                   "again once the bus is reachable or the spool has space.").response()
         try:
             call = await self._read(request, started)
             route, upstream = await self._upstream(call, route_for(call.model))
