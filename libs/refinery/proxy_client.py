@@ -1,4 +1,4 @@
-"""proxy-router's internal chat completions, on one pooled session: how criteria-judge calls models.
+"""proxy-router's internal chat completions, on one pooled session: how criteria-judge and eval call models.
 
 Every call names its project (`x-refinery-project-id`) and carries the service token, so it is routed
 with the project's providers and fine-tuned models, and logged, cached and costed there like any call.
@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+
 from refinery import internal_auth
 
 PROJECT_HEADER = "x-refinery-project-id"

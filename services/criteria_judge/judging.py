@@ -24,10 +24,10 @@ import grpc
 import orjson
 from refinery.events.criteria import CriterionVersionSpec
 from refinery.events.request_logs import Usage as CallUsage
+from refinery.proxy_client import ProxyClient, ProxyUnreachable, error_text
 from refinery.rpc import inference_pb2, models_pb2
 from refinery.wire.pricing import cost_usd
 
-from criteria_judge.proxy_client import ProxyClient, ProxyUnreachable, error_text
 from criteria_judge.templating import FORCED_TOOL_CHOICE, JUDGEMENT_TOOL, TOOL_NAME, judge_messages
 
 REWARD_KIND = "openpipeReward"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from refinery.proxy_client import ProxyClient
 from refinery.rpc import criteria_pb2_grpc, datasets_pb2_grpc, inference_pb2_grpc, models_pb2_grpc
 from refinery.runtime.kernel import Kernel, service_main
 
 from criteria_judge.alignment import AlignmentWorker
 from criteria_judge.judging import Judges, LlmJudge, RewardJudge, RewardModels
-from criteria_judge.proxy_client import ProxyClient
 from criteria_judge.resolution import Resolver
 from criteria_judge.sampling import DatasetSampler
 from criteria_judge.servicer import CriteriaServicer, Limits

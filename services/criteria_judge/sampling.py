@@ -15,11 +15,11 @@ from typing import Any
 
 import grpc
 import orjson
+from refinery.proxy_client import ProxyClient, ProxyUnreachable, error_text
 from refinery.rpc import datasets_pb2
 
 from criteria_judge.definitions import NotFound
 from criteria_judge.jsonl import LineError
-from criteria_judge.proxy_client import ProxyClient, ProxyUnreachable, error_text
 from criteria_judge.store import NewRow
 
 PAGE = 1000

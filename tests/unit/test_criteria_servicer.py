@@ -25,13 +25,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from criteria_judge.alignment import AlignmentWorker
 from criteria_judge.judging import Judges, LlmJudge, RewardJudge, RewardModels
-from criteria_judge.proxy_client import ProxyClient
 from criteria_judge.resolution import Resolver
 from criteria_judge.sampling import DatasetSampler
 from criteria_judge.servicer import CriteriaServicer, Limits
 from criteria_judge.store import CriteriaStore
 from refinery import internal_auth
 from refinery.grpc_server import GrpcService, client_channel, start_grpc
+from refinery.proxy_client import ProxyClient
 from refinery.rpc import (
     criteria_pb2,
     criteria_pb2_grpc,
