@@ -48,6 +48,7 @@ bench: install-ml
 	$(BIN)/python -m bench.datasets
 	$(BIN)/python -m bench.models
 	$(BIN)/python -m bench.criteria
+	$(BIN)/python -m bench.evals
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=libs --grpc_python_out=libs --pyi_out=libs \

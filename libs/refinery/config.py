@@ -18,6 +18,7 @@ DATASETS_TOPIC = "refinery.datasets"
 MODELS_TOPIC = "refinery.models"
 DEAD_LETTERS_TOPIC = "refinery.dead-letters"
 CRITERIA_TOPIC = "refinery.criteria"
+EVALS_TOPIC = "refinery.evals"
 
 
 class ServiceSettings(BaseSettings):

@@ -22,6 +22,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("trainer", "trainer.settings", "TrainerSettings"),
     ("inference", "inference.settings", "InferenceSettings"),
     ("criteria-judge", "criteria_judge.settings", "CriteriaSettings"),
+    ("eval", "eval.settings", "EvalSettings"),
     ("retention", "refinery.bus.retention", "RetentionSettings"),
     ("torch (trainer, inference)", "refinery.ml.base_models", "TorchSettings"),
 )

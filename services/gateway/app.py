@@ -13,7 +13,16 @@ from refinery.bus.producer import DurableProducer, NotKept
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import admin_api, criteria_api, datasets_api, dead_letters_api, logs_api, models_api, recording
+from gateway import (
+    admin_api,
+    criteria_api,
+    datasets_api,
+    dead_letters_api,
+    evals_api,
+    logs_api,
+    models_api,
+    recording,
+)
 from gateway.errors import (
     ApiError,
     OrjsonResponse,
@@ -41,6 +50,7 @@ class Deps:
     datasets: Any = None  # DatasetsStub
     models: Any = None  # ModelRegistryStub
     criteria: Any = None  # CriteriaStub
+    evals: Any = None  # EvalsStub
     dead_letters: Any = None  # DeadLetterBook
     replayer: Any = None  # Replayer
 
@@ -113,6 +123,8 @@ def build_app(deps: Deps) -> FastAPI:
         app.include_router(models_api.router)
     if deps.criteria is not None:
         app.include_router(criteria_api.router)
+    if deps.evals is not None:
+        app.include_router(evals_api.router)
     if deps.proxy is not None:
         from gateway import chat_api
 
@@ -186,6 +198,10 @@ def _openapi(app: FastAPI) -> dict:
                 responses["404"] = {"description": "No such criterion, version or row in this project", **error}
                 responses["409"] = {"description": "The criterion name is taken", **error}
                 responses["503"] = {"description": "The criteria service is unavailable; retry", **error}
+            if path.startswith("/api/v1/evals"):
+                responses["404"] = {"description": "No such eval, or an unknown dataset, model or criterion", **error}
+                responses["409"] = {"description": "The eval conflicts with the service's state", **error}
+                responses["503"] = {"description": "The eval service is unavailable; retry", **error}
             if path == "/api/v1/criteria/judge":
                 responses["504"] = {"description": "The judge did not answer in time", **error}
             if path.startswith("/api/v1/logs") or path.startswith("/api/v1/local"):

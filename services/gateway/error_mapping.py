@@ -45,6 +45,7 @@ LOG_STORE = Backend("The log store is not available ({code}: {details}); retry s
 DATASETS = Backend("The dataset service is not available ({code}: {details}); retry")
 MODEL_REGISTRY = Backend("The model registry is not available ({code}: {details}); retry")
 CRITERIA = Backend("The criteria service is not available ({code}: {details}); retry", times_out=True)
+EVALS = Backend("The eval service is not available ({code}: {details}); retry")
 
 _STATUS = {
     grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"),

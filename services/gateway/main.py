@@ -9,6 +9,7 @@ from refinery.grpc_server import check_health
 from refinery.rpc import (
     criteria_pb2_grpc,
     datasets_pb2_grpc,
+    evals_pb2_grpc,
     logs_pb2_grpc,
     models_pb2_grpc,
     projects_pb2_grpc,
@@ -46,7 +47,7 @@ async def build(k: Kernel[GatewaySettings]) -> None:
     peers = {name: target for name, target in (
         ("log-ingest", s.log_ingest_grpc), ("proxy-router", s.proxy_router_grpc), ("dataset", s.dataset_grpc),
         ("model-registry", s.registry_grpc), ("trainer", s.trainer_grpc), ("inference", s.inference_grpc),
-        ("criteria-judge", s.criteria_grpc),
+        ("criteria-judge", s.criteria_grpc), ("eval", s.eval_grpc),
     ) if target}
 
     async def health() -> dict[str, bool]:
@@ -61,6 +62,7 @@ async def build(k: Kernel[GatewaySettings]) -> None:
         datasets=datasets_pb2_grpc.DatasetsStub(k.channel(s.dataset_grpc)) if s.dataset_grpc else None,
         models=models_pb2_grpc.ModelRegistryStub(k.channel(s.registry_grpc)) if s.registry_grpc else None,
         criteria=criteria_pb2_grpc.CriteriaStub(k.channel(s.criteria_grpc)) if s.criteria_grpc else None,
+        evals=evals_pb2_grpc.EvalsStub(k.channel(s.eval_grpc)) if s.eval_grpc else None,
         dead_letters=letters, replayer=replayer,
     )
     servicer = ProjectsServicer(registry)

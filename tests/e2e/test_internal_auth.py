@@ -25,7 +25,8 @@ from refinery.rpc import projects_pb2, projects_pb2_grpc
 from tests.e2e.conftest import search
 from tests.e2e.test_poison import _canary
 
-BASE_GRPC = ("log_ingest_grpc", "gateway_grpc", "proxy_grpc", "dataset_grpc", "registry_grpc")
+BASE_GRPC = ("log_ingest_grpc", "gateway_grpc", "proxy_grpc", "dataset_grpc", "registry_grpc", "criteria_grpc",
+             "eval_grpc")
 ML_GRPC = ("trainer_grpc", "inference_grpc")
 
 

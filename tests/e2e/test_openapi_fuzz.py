@@ -323,6 +323,8 @@ def _fuzz(operation: Any, mode: GenerationMode, *, base_url: str, headers: dict[
     return sent
 
 
+# Every operation, eval and criteria routes included: ~170 s of fuzzing on a quiet machine, twice that under load.
+@pytest.mark.timeout(900)
 def test_fuzz_every_operation(stack, fuzz_key: str, scratch_project_id: str) -> None:
     schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json", timeout=30)
     operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]

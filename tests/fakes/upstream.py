@@ -25,6 +25,13 @@ Why these particular behaviours:
   does not occur (any case) between the ``<output>`` and ``</output>`` lines of the last user
   message; otherwise ``passed`` is true. ``explanation`` says which (``The output contains "X".``).
   Both routes do it: OpenAI's forced ``tool_choice`` and Anthropic's ``{"type": "tool"}``.
+* A request that forces the tool ``record_comparison`` (a head-to-head eval's judge) gets a verdict
+  ``{"winner": "A" | "B" | "tie", "explanation"}`` that is a pure function of the prompt too, read from
+  the ``<output_a>...</output_a>`` and ``<output_b>...</output_b>`` parts of the last user message: when
+  the system prompt says ``always prefer output A`` (any case) the winner is always ``A``, a judge with
+  position bias that only asking in both orders can expose; when it says ``prefer the output that
+  contains "X"`` (any case, double quotes) the winner is the one output containing X (any case), a tie
+  when both or neither do; otherwise a tie. Both routes, as for ``record_judgement``.
 * ``GET /fake/stats`` / ``POST /fake/reset`` count the requests that reached the upstream, so a test
   can prove a cache hit never left the proxy.
 * It never crashes and never logs per request: every failure becomes a JSON error body, and
@@ -71,6 +78,9 @@ ARRAY_200_MODEL = "claude-array-200"
 HANGUP_AFTER_FRAMES = 4
 JUDGE_TOOL = "record_judgement"
 _FAILS_IF = re.compile(r'fails if the output contains "([^"]+)"', re.IGNORECASE)
+COMPARE_TOOL = "record_comparison"
+_PREFERS = re.compile(r'prefer the output that contains "([^"]+)"', re.IGNORECASE)
+_ALWAYS_A = re.compile(r"always prefer output A", re.IGNORECASE)
 DELAY_HEADER = "x-fake-delay-ms"
 MAX_DELAY_MS = 600_000.0  # a typo in a header must not park a connection for hours
 MAX_CHOICES = 128  # the real API's limit; also bounds the work one request can cause
@@ -298,6 +308,29 @@ def _judge_verdict(system: str, last_user: str) -> dict[str, Any]:
     if word.lower() in _output_block(last_user).lower():
         return {"explanation": f'The output contains "{word}".', "passed": False}
     return {"explanation": f'The output does not contain "{word}".', "passed": True}
+
+
+def _tagged(text: str, tag: str) -> str | None:
+    """The text between ``<tag>`` and the next ``</tag>``, or None when the message has no such part."""
+    match = re.search(f"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
+    return match.group(1) if match is not None else None
+
+
+def _comparison_verdict(system: str, last_user: str) -> dict[str, Any]:
+    """The head-to-head judge's deterministic verdict (see the module docstring)."""
+    if _ALWAYS_A.search(system):
+        return {"winner": "A", "explanation": "Output A is always preferred."}
+    rule = _PREFERS.search(system)
+    if rule is None:
+        return {"winner": "tie", "explanation": "No preference applies to the outputs."}
+    word = rule.group(1)
+    has = [word.lower() in (_tagged(last_user, tag) or "").lower() for tag in ("output_a", "output_b")]
+    if has == [True, False]:
+        return {"winner": "A", "explanation": f'Only output A contains "{word}".'}
+    if has == [False, True]:
+        return {"winner": "B", "explanation": f'Only output B contains "{word}".'}
+    both = "Both outputs contain" if has[0] else "Neither output contains"
+    return {"winner": "tie", "explanation": f'{both} "{word}".'}
 
 
 def _openai_judge_texts(messages: list[Any]) -> tuple[str, str]:
@@ -561,6 +594,9 @@ def _tool_call(body: dict[str, Any]) -> _Call | None:
     if forced == JUDGE_TOOL:
         system, last_user = _openai_judge_texts(_required_messages(body))
         return _Call(JUDGE_TOOL, _dumps(_judge_verdict(system, last_user)).decode())
+    if forced == COMPARE_TOOL:
+        system, last_user = _openai_judge_texts(_required_messages(body))
+        return _Call(COMPARE_TOOL, _dumps(_comparison_verdict(system, last_user)).decode())
     return _pick_function(functions, forced)
 
 
@@ -744,6 +780,8 @@ def _anthropic_tool(body: dict[str, Any]) -> dict[str, Any] | None:
         chosen = next((t for t in valid if t["name"] == choice["name"]), {"name": choice["name"]})
     if forced and chosen["name"] == JUDGE_TOOL:
         arguments = _judge_verdict(*_anthropic_judge_texts(body, _required_messages(body)))
+    elif forced and chosen["name"] == COMPARE_TOOL:
+        arguments = _comparison_verdict(*_anthropic_judge_texts(body, _required_messages(body)))
     else:
         arguments = _object_for(chosen.get("input_schema") or {})
     return {"type": "tool_use", "id": "toolu_" + _hex24(), "name": chosen["name"], "input": arguments}

@@ -4,6 +4,7 @@ persistent volumes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = {"log-ingest", "proxy-router", "dataset", "model-registry", "trainer", "inference", "criteria-judge",
-            "gateway"}
+            "eval", "gateway"}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,39 @@ def test_compose_gives_every_service_the_token_from_the_environment(compose) -> 
     gateway = compose["services"]["gateway"]["environment"]
     assert gateway["REFINERY_ENCRYPTION_KEY"] == "${REFINERY_ENCRYPTION_KEY:-}"
     assert gateway["REFINERY_ADMIN_TOKEN"] == "${REFINERY_ADMIN_TOKEN:-}"
+
+
+_ADDRESS = re.compile(r"^(?:https?://)?([a-z][a-z-]*):(\d+)/?$")
+
+
+def test_compose_addresses_name_a_service_on_a_port_it_listens_on(compose) -> None:
+    services = compose["services"]
+    listens = {name: {str(v) for k, v in (s.get("environment") or {}).items() if k.endswith("_PORT")}
+               for name, s in services.items()}
+    seen = 0
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            match = _ADDRESS.match(str(value))
+            if match is None:
+                continue
+            host, port = match.groups()
+            assert host in services, (name, key, value)
+            if host in SERVICES:
+                assert port in listens[host], (name, key, value, listens[host])
+                seen += 1
+    assert seen >= len(SERVICES)
+
+
+def test_the_k8s_addresses_name_a_service_port(k8s) -> None:
+    ports = {name: {p["port"] for p in s["spec"]["ports"]} for name, s in _of(k8s, "Service").items()}
+    config = _of(k8s, "ConfigMap")["refinery"]["data"]
+    named = set()
+    for key, value in config.items():
+        match = _ADDRESS.match(str(value))
+        if match is not None and match.group(1) in SERVICES:
+            assert int(match.group(2)) in ports[match.group(1)], (key, value)
+            named.add(match.group(1))
+    assert named == SERVICES - {"trainer"}  # the trainer is reached through the bus only
 
 
 def test_compose_keeps_every_service_data_dir_on_a_named_volume(compose) -> None:

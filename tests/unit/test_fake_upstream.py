@@ -172,6 +172,62 @@ async def test_tool_calls_first_or_forced_tool(oai: openai.AsyncOpenAI) -> None:
     assert not declined.choices[0].message.tool_calls
 
 
+COMPARE = {"type": "function", "function": {"name": "record_comparison", "parameters": {
+    "type": "object", "required": ["explanation", "winner"],
+    "properties": {"explanation": {"type": "string"}, "winner": {"type": "string", "enum": ["A", "B", "tie"]}}}}}
+FORCE_COMPARE = {"type": "function", "function": {"name": "record_comparison"}}
+
+
+def _comparison(system: str, a: str, b: str) -> list[dict[str, str]]:
+    """A head-to-head judge's conversation: the input, then the two outputs between their tags."""
+    user = f'<input>[{{"role": "user", "content": "What is 2 plus 2?"}}]</input>\n<output_a>{a}</output_a>\n' \
+           f"<output_b>{b}</output_b>"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+PREFER = 'Compare the two outputs. prefer the output that contains "PINEAPPLE".'
+
+
+@pytest.mark.parametrize(("system", "a", "b", "winner", "explanation"), [
+    (PREFER, "PINEAPPLE 4", "Echo: What is 2 plus 2?", "A", 'Only output A contains "PINEAPPLE".'),
+    (PREFER, "Echo: 4", "pineapple 4\nsure", "B", 'Only output B contains "PINEAPPLE".'),
+    (PREFER, "PINEAPPLE 4", "PINEAPPLE 5", "tie", 'Both outputs contain "PINEAPPLE".'),
+    (PREFER, "4", "four", "tie", 'Neither output contains "PINEAPPLE".'),
+    ("Be fair. Always prefer output A.", "4", "PINEAPPLE 4", "A", "Output A is always preferred."),
+    ("Compare the two outputs.", "PINEAPPLE 4", "4", "tie", "No preference applies to the outputs."),
+])
+async def test_a_forced_record_comparison_gets_the_prompts_verdict(
+        oai: openai.AsyncOpenAI, system: str, a: str, b: str, winner: str, explanation: str) -> None:
+    resp = await oai.chat.completions.create(model="gpt-4o", messages=_comparison(system, a, b),
+                                             tools=[COMPARE], tool_choice=FORCE_COMPARE)
+    [call] = resp.choices[0].message.tool_calls or []
+    assert call.function.name == "record_comparison" and resp.choices[0].finish_reason == "tool_calls"
+    assert json.loads(call.function.arguments) == {"winner": winner, "explanation": explanation}
+
+
+async def test_the_comparison_rule_reads_only_the_tagged_outputs_and_only_when_forced(
+        oai: openai.AsyncOpenAI) -> None:
+    # The word in the input (before the outputs) counts for neither output.
+    messages = [{"role": "system", "content": PREFER}, {"role": "user", "content": (
+        "<input>Answer PINEAPPLE if unsure</input>\n<output_a>4</output_a>\n<output_b>four</output_b>")}]
+    resp = await oai.chat.completions.create(model="gpt-4o", messages=messages,
+                                             tools=[COMPARE], tool_choice=FORCE_COMPARE)
+    assert json.loads((resp.choices[0].message.tool_calls or [])[0].function.arguments)["winner"] == "tie"
+    # Offered but not forced, it is any tool: arguments from the schema, not a verdict.
+    offered = await oai.chat.completions.create(model="gpt-4o", messages=_comparison(PREFER, "PINEAPPLE", "x"),
+                                                tools=[COMPARE])
+    assert json.loads((offered.choices[0].message.tool_calls or [])[0].function.arguments) == {
+        "explanation": "value", "winner": "A"}
+
+
+async def test_the_comparison_verdict_streams_like_any_tool_call(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(model="gpt-4o", messages=_comparison(PREFER, "x", "PINEAPPLE"),
+                                               tools=[COMPARE], tool_choice=FORCE_COMPARE, stream=True)
+    pieces = [c.choices[0].delta.tool_calls[0].function.arguments async for c in stream
+              if c.choices and c.choices[0].delta.tool_calls]
+    assert json.loads("".join(p or "" for p in pieces))["winner"] == "B"
+
+
 async def test_legacy_function_call(oai: openai.AsyncOpenAI) -> None:
     completion = await oai.chat.completions.create(
         model="gpt-4o", messages=USER, functions=[WEATHER["function"], SEARCH["function"]],
@@ -389,6 +445,22 @@ async def test_anthropic_tool_use(claude: anthropic.AsyncAnthropic) -> None:
     [block] = message.content
     assert block.type == "tool_use" and block.name == "get_weather" and block.id.startswith("toolu_")
     assert block.input == {"location": "San Francisco, CA"}
+
+
+async def test_anthropic_forced_record_comparison_gets_the_prompts_verdict(claude: anthropic.AsyncAnthropic) -> None:
+    tool = {"name": "record_comparison", "input_schema": COMPARE["function"]["parameters"]}
+    [system, user] = _comparison(PREFER, "Echo: 4", "PINEAPPLE 4")
+    message = await claude.messages.create(
+        model="claude-3-5-sonnet", max_tokens=100, system=system["content"], messages=[user],
+        tools=[tool], tool_choice={"type": "tool", "name": "record_comparison"})
+    [block] = message.content
+    assert block.type == "tool_use" and block.name == "record_comparison"
+    assert block.input == {"winner": "B", "explanation": 'Only output B contains "PINEAPPLE".'}
+    biased = await claude.messages.create(
+        model="claude-3-5-sonnet", max_tokens=100, system="always prefer output A",
+        messages=[_comparison("", "4", "PINEAPPLE 4")[1]],
+        tools=[tool], tool_choice={"type": "tool", "name": "record_comparison"})
+    assert biased.content[0].input["winner"] == "A"
 
 
 async def test_anthropic_streaming(claude: anthropic.AsyncAnthropic) -> None:

@@ -22,6 +22,7 @@ from refinery.config import (
     CRITERIA_TOPIC,
     DATASETS_TOPIC,
     DEAD_LETTERS_TOPIC,
+    EVALS_TOPIC,
     MODELS_TOPIC,
     PROJECTS_TOPIC,
     REQUEST_LOGS_TOPIC,
@@ -29,6 +30,7 @@ from refinery.config import (
 from refinery.events import criteria as cr
 from refinery.events import datasets as ds
 from refinery.events import dead_letters as dl
+from refinery.events import evals as ev
 from refinery.events import models as md
 from refinery.events import projects as pj
 from refinery.events import request_logs as rl
@@ -40,6 +42,7 @@ DATASET = "dataset"
 MODEL_REGISTRY = "model-registry"
 TRAINER = "trainer"
 CRITERIA_JUDGE = "criteria-judge"
+EVAL = "eval"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         "its outbox. Keyed by criterion id; a criterion's events carry consecutive versions.",
     ),
     TopicSpec(
+        EVALS_TOPIC, "eval id",
+        "Evaluations over a dataset's TEST split: each eval's creation with its rows, the models added, every "
+        "output generated, every judgement or grade, and its completion or failure, written by eval through its "
+        "outbox. Keyed by eval id; an eval's events carry consecutive versions.",
+    ),
+    TopicSpec(
         DEAD_LETTERS_TOPIC, "dead-letter id",
         "Records a service gave up on for good (undecodable, refused by a store, a handler failing while the "
         "service is healthy), each with its reason and the record itself, and each replay of one. Listed and "
@@ -136,7 +145,8 @@ def _models() -> list[EventSpec]:
          "A model was requested from a dataset; the dataset service counts it as a fine-tune of that dataset."),
         (md.MODEL_STATUS_CHANGED, md.ModelStatusChanged, (),
          "The model's status changed (QUEUED, PROVISIONING, TRAINING, DEPLOYED, ERROR)."),
-        (md.MODEL_DEPLOYED, md.ModelDeployed, (), "The trained adapter is served by inference."),
+        (md.MODEL_DEPLOYED, md.ModelDeployed, (EVAL,),
+         "The trained adapter is served by inference; evals with autoAddModels on its dataset add it."),
         (md.MODEL_DELETED, md.ModelDeleted, (TRAINER,), "The model was deleted; the trainer stops its job."),
         (md.TRAINING_REQUESTED, md.TrainingRequested, (TRAINER,),
          "Everything the trainer needs to train the model (dataset snapshot, base model, hyperparameters)."),
@@ -198,9 +208,28 @@ def _criteria() -> list[EventSpec]:
     return [EventSpec(t, type_, data, (CRITERIA_JUDGE,), (), key, key, text) for type_, data, text in items]
 
 
+def _evals() -> list[EventSpec]:
+    t, key = EVALS_TOPIC, "eval id"
+    items: list[tuple[str, type[BaseModel], str]] = [
+        (ev.EVAL_CREATED, ev.EvalCreated, "An eval was created (type, models, judge, criterion or grader)."),
+        (ev.EVAL_ROWS_ADDED, ev.EvalRowsAdded, "TEST rows the eval covers, whole, in batches."),
+        (ev.EVAL_MODELS_ADDED, ev.EvalModelsAdded,
+         "Models were added to an eval (by request, or on reaching DEPLOYED); only their work runs."),
+        (ev.EVAL_OUTPUT_GENERATED, ev.EvalOutputGenerated,
+         "One model's output for one row, with its latency and cost, or the error that stopped it."),
+        (ev.EVAL_JUDGEMENT_RECORDED, ev.EvalJudgementRecorded,
+         "A judgement of one row: a pair compared (head-to-head), an output judged by a criterion, or graded by "
+         "code; with the reasoning or the error."),
+        (ev.EVAL_COMPLETED, ev.EvalCompleted, "Every output and judgement of the eval is done; the results."),
+        (ev.EVAL_FAILED, ev.EvalFailed, "The eval could not run on (its dataset or criterion went away)."),
+        (ev.EVAL_DELETED, ev.EvalDeleted, "An eval was deleted."),
+    ]
+    return [EventSpec(t, type_, data, (EVAL,), (), key, key, text) for type_, data, text in items]
+
+
 def _dead_letters() -> list[EventSpec]:
     t, key = DEAD_LETTERS_TOPIC, "dead-letter id"
-    writers = (GATEWAY, PROXY_ROUTER, LOG_INGEST, DATASET, MODEL_REGISTRY, TRAINER, CRITERIA_JUDGE)
+    writers = (GATEWAY, PROXY_ROUTER, LOG_INGEST, DATASET, MODEL_REGISTRY, TRAINER, CRITERIA_JUDGE, EVAL)
     return [
         EventSpec(t, dl.DEAD_LETTER_RECORDED, dl.DeadLetterRecorded, writers, (GATEWAY,), key, key,
                   "A record was set aside for good, with the reason; the stream behind it went on."),
@@ -210,7 +239,7 @@ def _dead_letters() -> list[EventSpec]:
 
 
 CATALOGUE: tuple[EventSpec, ...] = (*_request_logs(), *_projects(), *_models(), *_datasets(), *_criteria(),
-                                    *_dead_letters())
+                                    *_evals(), *_dead_letters())
 
 
 def events_of(topic: str) -> list[EventSpec]:

@@ -2,7 +2,7 @@
 
 Start order follows dependencies: SeaweedFS, Tansu on it, log-ingest, proxy-router,
 dataset, model-registry, trainer and inference (when the ML extra is installed), criteria-judge,
-gateway; stop goes the other way. Every port except the gateway's is picked free at start, and
+eval, gateway; stop goes the other way. Every port except the gateway's is picked free at start, and
 every server binds 127.0.0.1 (the services' defaults); what a client needs (gateway URL) is
 written to `<data_dir>/stack.json`.
 
@@ -60,6 +60,7 @@ class Stack:
             "inference_http": free_port(),
             "inference_grpc": free_port(),
             "criteria_grpc": free_port(),
+            "eval_grpc": free_port(),
         }
 
     @property
@@ -152,6 +153,13 @@ class Stack:
             "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
             **({"REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
         })
+        self.services["eval"] = self._python("eval", "eval.main", {
+            "REFINERY_EVAL_GRPC_PORT": str(p["eval_grpc"]),
+            "REFINERY_PROXY_ROUTER_URL": f"http://127.0.0.1:{p['proxy_http']}",
+            "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
+            "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
+            "REFINERY_CRITERIA_GRPC": f"127.0.0.1:{p['criteria_grpc']}",
+        })
         self.services["gateway"] = self._python("gateway", "gateway.main", {
             "REFINERY_PORT": str(self.port),
             "REFINERY_GRPC_PORT": str(p["gateway_grpc"]),
@@ -161,6 +169,7 @@ class Stack:
             "REFINERY_DATASET_GRPC": f"127.0.0.1:{p['dataset_grpc']}",
             "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
             "REFINERY_CRITERIA_GRPC": f"127.0.0.1:{p['criteria_grpc']}",
+            "REFINERY_EVAL_GRPC": f"127.0.0.1:{p['eval_grpc']}",
             **({"REFINERY_TRAINER_GRPC": f"127.0.0.1:{p['trainer_grpc']}",
                 "REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
         })
@@ -226,8 +235,8 @@ class Stack:
         return given or (self.data_dir / "gateway" / "admin-token").read_text().strip()
 
     def stop(self) -> None:
-        for name in ("gateway", "criteria-judge", "inference", "trainer", "model-registry", "dataset", "proxy-router",
-                     "log-ingest"):
+        for name in ("gateway", "eval", "criteria-judge", "inference", "trainer", "model-registry", "dataset",
+                     "proxy-router", "log-ingest"):
             if name in self.services:
                 self.services[name].stop()
         if self.retention is not None:
