@@ -92,19 +92,28 @@ SDK_MODELS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-# The reward model behind the suite's `reward-v1` criterion: preference pairs in which the chosen answer counts as
-# asked and the rejected one does not. The suite only needs a DEPLOYED openpipeReward model to score with, so it is
-# kept as small as training allows (10 pairs, one epoch, batch size 1).
+# The reward model behind the suite's `reward-v1` criterion, and the one test_criteria ranks held-out answers with
+# through `POST /criteria/judge`: the preference set of tests/integration/test_ml_smollm2.py (chosen answers carry a
+# mark, rejected ones are the plain answer the base model prefers), 30 pairs to train on and 10 held out, with the
+# hyperparameters under which that set is known to learn (3 epochs, about a minute on 2 cores).
 SDK_REWARD_SLUG = "sdk-reward-v1"
-SDK_REWARD_HYPERPARAMETERS: dict[str, Any] = {"num_epochs": 1, "batch_size": 1}
+SDK_REWARD_HYPERPARAMETERS: dict[str, Any] = {"num_epochs": 3}
+REWARD_TRAIN_PAIRS = 30
+
+
+def _reward_pairs() -> list[dict[str, Any]]:
+    from tests.integration.test_ml_smollm2 import _pairs  # needs the ML extra, as the reward fixtures do
+
+    return _pairs()
 
 
 def reward_entries() -> list[dict[str, Any]]:
-    return [{"messages": [{"role": "system", "content": "You count things"},
-                          {"role": "user", "content": f"count to {n}"},
-                          {"role": "assistant", "content": ", ".join(str(i) for i in range(1, n + 1))}],
-             "rejected_message": {"role": "assistant", "content": "I would rather not count."},
-             "split": "TRAIN"} for n in range(1, 11)]
+    return [{**pair, "split": "TRAIN"} for pair in _reward_pairs()[:REWARD_TRAIN_PAIRS]]
+
+
+def reward_held_out() -> list[dict[str, Any]]:
+    """Pairs the reward model never saw: `messages` ends with the chosen answer, `rejected_message` the other."""
+    return _reward_pairs()[REWARD_TRAIN_PAIRS:]
 
 
 # The criteria the suite's criteria/ tests name, created through the REST routes (tests/e2e/conftest.py,

@@ -319,5 +319,18 @@ def test_a_reward_model_criterion_must_be_a_deployed_reward_model_of_the_project
         {"role": "user", "content": "count to 3"}]}, "output": {"role": "assistant", "content": "1, 2, 3"}})
     assert judged.status_code == 200, judged.text
     assert 0.0 <= judged.json()["score"] <= 1.0 and judged.json()["explanation"] is None
+    # Held-out preference pairs, each answer judged on its own: the chosen one scores above the rejected one.
+    from tests.e2e.sdk_models import reward_held_out
+
+    def reward(messages: list[dict], output: dict) -> float:
+        resp = api.post("/criteria/judge", json={"criterion_id": f"reward-{tag}", "input": {"messages": messages},
+                                                 "output": output})
+        assert resp.status_code == 200, resp.text
+        return float(resp.json()["score"])
+
+    pairs = reward_held_out()
+    won = sum(reward(p["messages"][:-1], p["messages"][-1]) > reward(p["messages"][:-1], p["rejected_message"])
+              for p in pairs)
+    assert len(pairs) == 10 and won >= 9, f"chosen above rejected for {won} of {len(pairs)} held-out pairs"
     assert api.delete(f"/criteria/reward-{tag}").json() == {"name": f"reward-{tag}", "object": "criterion",
                                                            "deleted": True}

@@ -89,7 +89,10 @@ def _stored(stack: Stack, batch: str) -> Counter:
         return Counter(int(json.loads(line)["tags"]["seq"]) for line in resp.text.splitlines() if line)
 
 
+# 10,000 reports through three kills: about 2 minutes alone, past 5 when the suite's own stack runs beside it on
+# 2 cores. The test is about loss, not speed (the report budget is measured in bench/).
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_acknowledged_reports_survive_kills_exactly_once(chaos_stack: Stack):
     batch = uuid.uuid4().hex
     progress = [0]
