@@ -30,96 +30,10 @@ from refinery.config import EVALS_TOPIC
 from refinery.events.evals import EVAL_COMPLETED, EVAL_JUDGEMENT_RECORDED, EVAL_OUTPUT_GENERATED
 
 from tests.e2e.conftest import question, wait_for
+from tests.grader_templates import EXACT_MATCH
 
 PREFER_PINEAPPLE = 'prefer the output that contains "PINEAPPLE"'
-# The docs' Exact Match template (features/evaluations/code), verbatim.
-EXACT_MATCH = """function grader({
-messages,
-tools,
-toolChoice,
-generatedOutput,
-datasetOutput,
-}: GraderArgs): number {
-let score = 0.0;
-// begin implementation
-if (!exactToolCallsMatch(generatedOutput.tool_calls, datasetOutput.tool_calls)) {
-return 0.0;
-}
-if (generatedOutput.content !== datasetOutput.content) {
-return 0.0;
-}
-// generated output matches dataset output
-score = 1.0;
-// end implementation
-return score;
-}
-interface GraderArgs {
-messages: ChatCompletionMessageParam;
-tools: ChatCompletionTool[] | null;
-toolChoice: "none" | "auto" | ChatCompletionNamedToolChoice | null;
-generatedOutput: ChatCompletionMessage;
-datasetOutput: ChatCompletionMessage;
-}
-interface ChatCompletionMessageToolCallFunction {
-name: string;
-arguments: string;
-}
-interface ChatCompletionMessageToolCall {
-function: ChatCompletionMessageToolCallFunction;
-}
-interface ChatCompletionMessage {
-content: string | null;
-refusal: string | null;
-tool_calls: ChatCompletionMessageToolCall[] | null;
-}
-type ChatCompletionMessageParam = ChatCompletionMessage;
-interface ChatCompletionTool {
-function: FunctionDefinition;
-type: "function";
-}
-interface FunctionDefinition {
-name: string;
-description?: string;
-parameters?: Record;
-}
-export interface ChatCompletionNamedToolChoice {
-function: Function;
-type: "function";
-}
-interface Function {
-name: string;
-}
-function exactToolCallsMatch(
-toolCalls1: ChatCompletionMessageToolCall[] | null,
-toolCalls2: ChatCompletionMessageToolCall[] | null,
-): boolean {
-// If either list is null, they can only match if both are null
-if (!toolCalls1 && !toolCalls2) {
-return true;
-}
-if (!toolCalls1 || !toolCalls2) {
-return false;
-}
-// Check if lengths match
-if (toolCalls1.length !== toolCalls2.length) {
-return false;
-}
-// Compare each tool call
-for (let i = 0; i < toolCalls1.length; i++) {
-const call1 = toolCalls1[i];
-const call2 = toolCalls2[i];
-// Compare all fields that must match exactly
-if (
-call1?.function.name !== call2?.function.name ||
-call1?.function.arguments !== call2?.function.arguments
-) {
-return false;
-}
-}
-// If we made it through all comparisons, the calls match exactly
-return true;
-}
-"""
+
 # Reads a file on rows asking for it and never returns on the others: each row errors with why, none hangs the eval.
 HOSTILE_GRADER = """
 function grader({ messages }: { messages: { content: string }[] }): number {

@@ -8,7 +8,6 @@ bodies, and the judge route in the public OpenAPI's shape.
 
 from __future__ import annotations
 
-import types
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +15,9 @@ import grpc
 import httpx
 import orjson
 import pytest
-from gateway.app import Deps, build_app
 from refinery.rpc import criteria_pb2, criteria_pb2_grpc
+
+from tests.unit.gateway_over_grpc import gateway_over, is_error_body
 
 KEY = "opk-criteria-unit"
 T0 = 1_700_000_000_000.0
@@ -164,33 +164,9 @@ class _Api:
 @pytest.fixture
 async def api() -> AsyncIterator[_Api]:
     service = _Criteria()
-    server = grpc.aio.server()
-    criteria_pb2_grpc.add_CriteriaServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-
-    async def health() -> dict[str, bool]:
-        return {"gateway": True}
-
-    deps = Deps(
-        settings=types.SimpleNamespace(max_body_bytes=64 * 1024 * 1024, max_upload_bytes=64 * 1024 * 1024),  # type: ignore[arg-type]
-        projects=types.SimpleNamespace(authenticate=lambda token: "p1" if token == KEY else None),  # type: ignore[arg-type]
-        producer=None, reads=None, logs=None, admin_token="admin-token-for-unit-tests", health=health,  # type: ignore[arg-type]
-        criteria=criteria_pb2_grpc.CriteriaStub(channel))
-    transport = httpx.ASGITransport(app=build_app(deps))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway/api/v1",
-                                     headers={"authorization": f"Bearer {KEY}"}) as client:
-            yield _Api(client, service)
-    finally:
-        await channel.close()
-        await server.stop(0)
-
-
-def _is_error_body(body: dict[str, Any]) -> bool:
-    return isinstance(body.get("message"), str) and isinstance(body.get("code"), str) and isinstance(
-        body.get("issues"), list)
+    async with gateway_over(service, criteria_pb2_grpc.add_CriteriaServicer_to_server, criteria_pb2_grpc.CriteriaStub,
+                            "criteria", KEY) as client:
+        yield _Api(client, service)
 
 
 async def test_create_get_list_update_and_delete_render_the_criterion_object(api: _Api) -> None:
@@ -241,7 +217,7 @@ async def test_a_bad_create_is_a_400_naming_the_field_and_nothing_is_created(api
     resp = await api.create(**body)
     assert resp.status_code == 400, resp.text
     err = resp.json()
-    assert _is_error_body(err) and field in err["message"] + " ".join(i["message"] for i in err["issues"])
+    assert is_error_body(err) and field in err["message"] + " ".join(i["message"] for i in err["issues"])
     assert api.service.criteria == {}
 
 
@@ -376,7 +352,7 @@ async def test_a_judge_that_did_not_answer_in_time_is_a_504_with_the_services_me
     resp = await api.client.post("/criteria/judge", json={"criterion_id": "slow",
                                                          "output": {"role": "assistant", "content": "x"}})
     assert (resp.status_code, resp.json()["message"]) == (504, "the judge gpt-4o did not answer within 60 s")
-    assert _is_error_body(resp.json())
+    assert is_error_body(resp.json())
 
 
 async def test_every_route_needs_the_project_key(api: _Api) -> None:

@@ -8,7 +8,6 @@ error body.
 
 from __future__ import annotations
 
-import types
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +15,9 @@ import grpc
 import httpx
 import orjson
 import pytest
-from gateway.app import Deps, build_app
 from refinery.rpc import evals_pb2, evals_pb2_grpc
+
+from tests.unit.gateway_over_grpc import gateway_over, is_error_body
 
 KEY = "opk-evals-unit"
 T0 = 1_700_000_000_000.0
@@ -128,33 +128,9 @@ class _Api:
 @pytest.fixture
 async def api() -> AsyncIterator[_Api]:
     service = _Evals()
-    server = grpc.aio.server()
-    evals_pb2_grpc.add_EvalsServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-
-    async def health() -> dict[str, bool]:
-        return {"gateway": True}
-
-    deps = Deps(
-        settings=types.SimpleNamespace(max_body_bytes=64 * 1024 * 1024, max_upload_bytes=64 * 1024 * 1024),  # type: ignore[arg-type]
-        projects=types.SimpleNamespace(authenticate=lambda token: "p1" if token == KEY else None),  # type: ignore[arg-type]
-        producer=None, reads=None, logs=None, admin_token="admin-token-for-unit-tests", health=health,  # type: ignore[arg-type]
-        evals=evals_pb2_grpc.EvalsStub(channel))
-    transport = httpx.ASGITransport(app=build_app(deps))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway/api/v1",
-                                     headers={"authorization": f"Bearer {KEY}"}) as client:
-            yield _Api(client, service)
-    finally:
-        await channel.close()
-        await server.stop(0)
-
-
-def _is_error_body(body: dict[str, Any]) -> bool:
-    return isinstance(body.get("message"), str) and isinstance(body.get("code"), str) and isinstance(
-        body.get("issues"), list)
+    async with gateway_over(service, evals_pb2_grpc.add_EvalsServicer_to_server, evals_pb2_grpc.EvalsStub, "evals",
+                            KEY) as client:
+        yield _Api(client, service)
 
 
 def _text(resp: httpx.Response) -> str:
@@ -245,7 +221,7 @@ async def test_criterion_and_code_evals_have_no_matrix_and_send_what_they_need(a
 async def test_a_bad_create_is_a_400_naming_the_problem_and_nothing_is_created(api: _Api, body, field) -> None:
     resp = await api.create(**body)
     assert resp.status_code == 400, resp.text
-    assert _is_error_body(resp.json()) and field in _text(resp), _text(resp)
+    assert is_error_body(resp.json()) and field in _text(resp), _text(resp)
     assert api.service.created == []
 
 
@@ -254,7 +230,7 @@ async def test_the_services_refusals_keep_their_words_and_map_to_their_statuses(
     assert (missing_ds.status_code, missing_ds.json()["message"]) == (404, "Dataset ds-missing not found")
     empty = await api.create(**{**HEAD_TO_HEAD, "datasetId": "ds-empty"})
     assert empty.status_code == 400 and "TEST split" in empty.json()["message"]
-    assert _is_error_body(empty.json()) and empty.json()["issues"] == [{"message": empty.json()["message"]}]
+    assert is_error_body(empty.json()) and empty.json()["issues"] == [{"message": empty.json()["message"]}]
     model = await api.create(**{**HEAD_TO_HEAD, "models": ["openpipe:nope", "dataset"]})
     assert (model.status_code, model.json()["message"]) == (404, "Model nope not found")
     unknown = await api.client.get("/evals/eval-9")
