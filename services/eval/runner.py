@@ -68,6 +68,9 @@ class EvalRunner:
         self._output_tasks: set[asyncio.Task[None]] = set()
         self._judge_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[Key] = set()
+        # Units that finished while a query for pending work ran: that query may have read them
+        # before their result was recorded, and must not start them again.
+        self._finished_meanwhile: set[Key] = set()
         self._deferred: dict[Key, tuple[float, float]] = {}  # unit -> (retry at, delay)
         self._dropped: set[str] = set()  # evals deleted or failed while their units were queued here
         self._touched: set[str] = set()  # evals with a unit finished since their completion was checked
@@ -154,7 +157,7 @@ class EvalRunner:
                 log.info("eval %s completed", eval_id)
 
     def _excluded(self, key: Key, eval_id: str, now: float) -> bool:
-        if eval_id in self._dropped or key in self._in_flight:
+        if eval_id in self._dropped or key in self._in_flight or key in self._finished_meanwhile:
             return True
         deferred = self._deferred.get(key)
         return deferred is not None and deferred[0] > now
@@ -165,9 +168,11 @@ class EvalRunner:
         free = self._output_slots - len(self._output_tasks)
         if free > 0 and not self._output_queue and self._may_look("outputs", now):
             asked = self._output_slots * _FETCH_PER_SLOT + len(self._in_flight) + len(self._deferred)
+            self._finished_meanwhile.clear()
             found = await asyncio.to_thread(self._store.pending_outputs, asked)
             self._forget_deferred("output", found, asked)
             self._output_queue.extend(p for p in found if not self._excluded(p.key, p.eval_id, now))
+            self._finished_meanwhile.clear()
             self._looked("outputs", self._output_queue, now)
         while free > 0 and self._output_queue:
             p = self._output_queue.popleft()
@@ -179,9 +184,11 @@ class EvalRunner:
         if free > 0 and not self._judgement_queue and self._may_look("judgements", now):
             asked = max(self._judge_slots * _FETCH_PER_SLOT, self._grade_batch) + len(self._in_flight) + len(
                 self._deferred)
+            self._finished_meanwhile.clear()
             found_j = await asyncio.to_thread(self._store.pending_judgements, asked)
             self._forget_deferred("judgement", found_j, asked)
             self._judgement_queue.extend(j for j in found_j if not self._excluded(j.key, j.eval_id, now))
+            self._finished_meanwhile.clear()
             self._looked("judgements", self._judgement_queue, now)
         while free > 0 and self._judgement_queue:
             j = self._judgement_queue.popleft()
@@ -231,6 +238,7 @@ class EvalRunner:
                     self._deferred.pop(key, None)
             finally:
                 self._in_flight.difference_update(keys)
+                self._finished_meanwhile.update(keys)
                 self._touched.add(eval_id)
                 self._last_finish = time.monotonic()
 
