@@ -44,7 +44,7 @@ def full_disk_stack(tmp_path_factory: pytest.TempPathFactory):
     spool.mkdir(parents=True)
     if (reason := _mount_tmpfs(spool, SMALL)) is not None:
         pytest.skip(f"cannot give the gateway a small spool disk: {reason}")
-    stack = Stack(data_dir, env={"REFINERY_INIT_API_KEY": KEY})
+    stack = Stack(data_dir, env={"REFINERY_INIT_API_KEY": KEY}, ml=False)  # it only logs
     try:
         stack.start()
         yield stack, spool

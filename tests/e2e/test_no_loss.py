@@ -23,7 +23,7 @@ CONCURRENCY = 32
 @pytest.fixture(scope="module")
 def chaos_stack(fake_llm: str, tmp_path_factory: pytest.TempPathFactory):
     data_dir: Path = tmp_path_factory.mktemp("refinery-chaos")
-    s = Stack(data_dir, env={"REFINERY_INIT_API_KEY": KEY})
+    s = Stack(data_dir, env={"REFINERY_INIT_API_KEY": KEY}, ml=False)  # it only logs
     s.start()
     yield s
     s.stop()

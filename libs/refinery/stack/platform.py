@@ -35,6 +35,7 @@ class Stack:
         *,
         durable: bool = True,
         env: dict[str, str] | None = None,
+        ml: bool | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,7 @@ class Stack:
         self.port = port or free_port()
         self.durable = durable
         self.extra_env = env or {}
+        self._ml = ml
         # A token the caller gives (or the environment has) wins; else the data dir's, made once.
         given = self.extra_env.get("REFINERY_INTERNAL_TOKEN") or os.environ.get("REFINERY_INTERNAL_TOKEN")
         self.internal_token = given or internal_auth.load_or_create(self.data_dir)
@@ -65,9 +67,13 @@ class Stack:
 
     @property
     def with_ml(self) -> bool:
-        """Training and serving need the ML extra (`make install-ml`); without it they do not start."""
+        """Training and serving need the ML extra (`make install-ml`); without it they do not start.
+
+        `ml=False` leaves them out even where the extra is installed (a stack that only logs)."""
         import importlib.util
 
+        if self._ml is False:
+            return False
         return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "peft", "trl"))
 
     @property
@@ -186,8 +192,19 @@ class Stack:
             self.retention.start()
         for proc in self.services.values():
             proc.start()
-        self.services["gateway"].wait_ready(self.healthy, timeout_s)
+        self.services["gateway"].wait_ready(self.healthy, timeout_s, why=self._not_ready)
         (self.data_dir / "stack.json").write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+
+    def _not_ready(self) -> str:
+        """The /health body and the log tails of the services it reports not ready (for a start-up timeout)."""
+        body = self.health()
+        try:
+            waiting = [name.replace("_", "-") for name, ok in json.loads(body).get("services", {}).items() if not ok]
+        except (ValueError, AttributeError):
+            waiting = []
+        tails = [f"--- {n}\n{p.tail(15)}" for n, p in self.services.items()
+                 if n.replace("_", "-") in waiting or not p.alive]
+        return "\n".join([f"health: {body}", *tails])
 
     def health(self) -> str:
         """The gateway's /health body, or why it could not be read."""

@@ -71,7 +71,9 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, check: Callable[[], bool], timeout_s: float) -> None:
+    def wait_ready(self, check: Callable[[], bool], timeout_s: float,
+                   why: Callable[[], str] | None = None) -> None:
+        """Polls `check` until it holds; on timeout the error carries `why()` (what is not ready) and the log tail."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive:
@@ -82,7 +84,8 @@ class ManagedProcess:
             except Exception:
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"{self.name} not ready after {timeout_s}s; see {self.log_path}:\n{self.tail()}")
+        detail = f"\n{why()}" if why is not None else ""
+        raise TimeoutError(f"{self.name} not ready after {timeout_s}s{detail}; see {self.log_path}:\n{self.tail()}")
 
     def tail(self, lines: int = 30) -> str:
         try:
