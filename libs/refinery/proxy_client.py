@@ -6,7 +6,7 @@ with the project's providers and fine-tuned models, and logged, cached and coste
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -14,6 +14,13 @@ import orjson
 from refinery import internal_auth
 
 PROJECT_HEADER = "x-refinery-project-id"
+COST_HEADER = "x-refinery-cost-usd"
+
+
+class ProxyAnswer(NamedTuple):
+    status: int
+    body: bytes
+    cost_usd: float | None  # what proxy-router logged as the call's cost (the project's prices); None: unknown
 
 
 class ProxyUnreachable(Exception):
@@ -37,14 +44,28 @@ class ProxyClient:
     async def chat(self, project_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
                    ) -> tuple[int, bytes]:
         """(status, body) of one chat completion; the caller bounds the wait (asyncio.timeout)."""
+        answer = await self.chat_answer(project_id, body, headers)
+        return answer.status, answer.body
+
+    async def chat_answer(self, project_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
+                          ) -> ProxyAnswer:
+        """One chat completion with the cost proxy-router logged for it."""
         assert self._session is not None, "ProxyClient.start() first"
         sent = {"content-type": "application/json", PROJECT_HEADER: project_id, **(headers or {}),
                 **internal_auth.headers()}
         try:
             async with self._session.post(self.url, data=orjson.dumps(body), headers=sent) as resp:
-                return resp.status, await resp.read()
+                return ProxyAnswer(resp.status, await resp.read(), _cost(resp.headers.get(COST_HEADER)))
         except aiohttp.ClientConnectionError as exc:
             raise ProxyUnreachable(f"proxy-router unreachable: {type(exc).__name__}") from None
+
+
+def _cost(header: str | None) -> float | None:
+    try:
+        value = float(header) if header is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value >= 0 and value == value else None
 
 
 def error_text(raw: bytes) -> str:

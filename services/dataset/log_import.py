@@ -46,12 +46,13 @@ class ImportCounts:
 
 
 def filters_to_dicts(filters: Iterable[logs_pb2.Filter]) -> list[dict[str, str]]:
-    return [{"field": f.field, "value": f.value, "value_type": f.value_type or "string"} for f in filters]
+    return [{"field": f.field, "value": f.value, "value_type": f.value_type or "string",
+             **({"op": f.op} if f.op else {})} for f in filters]
 
 
 def dicts_to_filters(filters: list[dict[str, str]]) -> list[logs_pb2.Filter]:
-    return [logs_pb2.Filter(field=f["field"], value=f["value"], value_type=f.get("value_type", "string"))
-            for f in filters]
+    return [logs_pb2.Filter(field=f["field"], value=f["value"], value_type=f.get("value_type", "string"),
+                            op=f.get("op", "")) for f in filters]
 
 
 async def import_once(

@@ -212,7 +212,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
         await self._call(context, self._store.datasets.get, request.project_id, request.dataset_id)
         filters = list(request.filters)
         as_dicts = filters_to_dicts(filters)
-        await self._call(context, log_filters.check, as_dicts)
+        await self._call(context, log_filters.check, as_dicts, standing=request.standing)
         after = {p.partition: p.offset for p in request.after}
         rule_id = ""
         if request.standing:

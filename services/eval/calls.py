@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 from refinery.events.request_logs import Usage
-from refinery.proxy_client import ProxyUnreachable, error_text
+from refinery.proxy_client import ProxyAnswer, ProxyUnreachable, error_text
 from refinery.wire.pricing import cost_usd
 
 from eval.outcomes import Unreachable
@@ -25,8 +25,8 @@ CACHE_HEADERS = {"op-cache": "readWrite"}
 
 
 class ChatClient(Protocol):
-    async def chat(self, project_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
-                   ) -> tuple[int, bytes]: ...
+    async def chat_answer(self, project_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
+                          ) -> ProxyAnswer: ...
 
 
 class CallFailed(Exception):
@@ -37,7 +37,7 @@ class CallFailed(Exception):
 class Answer:
     response: dict[str, Any]
     latency_ms: float  # wall time of the call that answered
-    cost_usd: float  # from the answer's usage at the model's list price; 0 when unknown
+    cost_usd: float  # as proxy-router logged it (the project's prices), else the list price; 0 when unknown
 
 
 def cost_of(response: dict[str, Any], model: str) -> float:
@@ -62,7 +62,7 @@ async def chat_completion(proxy: ChatClient, project_id: str, body: dict[str, An
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout_s):
-                status, raw = await proxy.chat(project_id, body, CACHE_HEADERS)
+                status, raw, logged_cost = await proxy.chat_answer(project_id, body, CACHE_HEADERS)
         except ProxyUnreachable as exc:
             raise Unreachable(str(exc)) from None
         except TimeoutError:
@@ -75,7 +75,8 @@ async def chat_completion(proxy: ChatClient, project_id: str, body: dict[str, An
                 raise CallFailed(f"{model} answered with a body that is not JSON") from None
             if not isinstance(response, dict):
                 raise CallFailed(f"{model} answered with JSON that is not a chat completion")
-            return Answer(response, latency_ms, cost_of(response, model))
+            cost = logged_cost if logged_cost is not None else cost_of(response, model)
+            return Answer(response, latency_ms, cost)
         if attempt == 1 and status in RETRIED_STATUSES:
             await asyncio.sleep(retry_delay_s)
             continue

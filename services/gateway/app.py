@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from console import serving as console
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from refinery.bus.producer import DurableProducer, NotKept
@@ -21,6 +22,7 @@ from gateway import (
     evals_api,
     logs_api,
     models_api,
+    project_api,
     recording,
 )
 from gateway.errors import (
@@ -115,6 +117,7 @@ def build_app(deps: Deps) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(NotKept, not_kept_handler)  # type: ignore[arg-type]
     app.include_router(logs_api.router)
+    app.include_router(project_api.router)
     app.include_router(admin_api.router)
     app.include_router(dead_letters_api.router)
     if deps.datasets is not None:
@@ -147,6 +150,7 @@ def build_app(deps: Deps) -> FastAPI:
         return OrjsonResponse(app.state.asyncapi)
 
     app.state.asyncapi = None
+    console.mount(app)
     app.add_middleware(BodyLimit, max_bytes=deps.settings.max_body_bytes,
                        stream_max_bytes=deps.settings.max_upload_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -22,13 +22,27 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+# POSTs that change nothing: searches and exports take their filters in a body.
+READING_POSTS = frozenset({"/api/v1/logs/search", "/api/v1/logs/export"})
+_READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_write(method: str, path: str) -> bool:
+    """Whether a request may change something (or spend money): what a read-only key is refused."""
+    return method not in _READING_METHODS and path not in READING_POSTS
+
+
 async def project_of(request: Request) -> str:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise ApiError(401, "UNAUTHORIZED", "Missing API key: send `Authorization: Bearer <project API key>`")
-    project_id = request.app.state.deps.projects.authenticate(token)
+    projects = request.app.state.deps.projects
+    project_id = projects.authenticate(token)
     if project_id is None:
         raise ApiError(401, "UNAUTHORIZED", "Invalid API key")
+    if is_write(request.method, request.url.path) and not projects.can_write(token):
+        raise ApiError(403, "FORBIDDEN", f"This API key is read-only: it can read but not "
+                                         f"{request.method} {request.url.path}")
     return project_id
 
 

@@ -236,9 +236,13 @@ class ImportLogsIn(BaseModel):
     standing: bool = Field(default=False, description="Also import matching logs as they arrive")
 
 
+_OP_NAMES = {"contains": "contains", "not_contains": "notContains", "any_of": "anyOf"}
+
+
 def _rule(r: datasets_pb2.ImportRule) -> dict[str, Any]:
     return {"object": "dataset.import_rule", "id": r.id, "dataset_id": r.dataset_id,
-            "filters": [{"field": f.field, "equals": f.value} for f in r.filters],
+            "filters": [{"field": f.field, _OP_NAMES.get(f.op, "equals"): orjson.loads(f.value) if f.op == "any_of"
+                         else f.value} for f in r.filters],
             "created": iso(r.created_at), "imported": r.imported}
 
 

@@ -84,8 +84,10 @@ class HotPaths:
             await self.app(scope, _replay(body, receive), send)
 
     def _project(self, headers: dict[bytes, bytes]) -> str | None:
+        """The project of a key that may write (both hot routes write); None hands the request to FastAPI,
+        which refuses a missing, unknown or read-only key with its documented error."""
         token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
-        return self.deps.projects.authenticate(token) if token is not None else None
+        return self.deps.projects.writer(token) if token is not None else None
 
     async def _report(self, project_id: str, headers: dict[bytes, bytes], body: bytes, send: Send) -> bool:
         try:

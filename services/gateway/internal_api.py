@@ -18,5 +18,7 @@ class ProjectsServicer(projects_pb2_grpc.ProjectsServicer):
                                   context: Any) -> projects_pb2.ProviderSettingsResponse:
         providers = await asyncio.to_thread(self._registry.providers, request.project_id)
         return projects_pb2.ProviderSettingsResponse(providers=[
-            projects_pb2.Provider(name=p.provider, base_url=p.base_url, api_key=p.api_key) for p in providers
+            projects_pb2.Provider(name=p.provider, base_url=p.base_url, api_key=p.api_key, model_costs=[
+                projects_pb2.ModelCost(model=m, input_per_mtok=i, output_per_mtok=o)
+                for m, (i, o) in sorted(p.model_costs.items())]) for p in providers
         ])

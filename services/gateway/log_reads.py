@@ -3,6 +3,7 @@ REST filter shape, its gRPC form, and the positions the read must wait for."""
 
 from __future__ import annotations
 
+import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from refinery.rpc import logs_pb2
@@ -19,14 +20,35 @@ class LogFilterIn(BaseModel):
 
     field: str = Field(
         min_length=1,
-        description="model, completionId, statusCode, metadata.<key>, tags.<key>, text, from or to",
+        description="model, completionId, statusCode, metadata.<key>, tags.<key>, text, from or to; "
+                    "request and response take contains / notContains",
     )
     equals: FilterValue = None
+    contains: str | None = Field(default=None, min_length=1,
+                                 description="Case-insensitive substring (request, response, text, model, "
+                                             "completionId, metadata.<key>)")
+    notContains: str | None = Field(default=None, min_length=1, description="The substring is absent")
+    anyOf: list[str] | None = Field(default=None, min_length=1, max_length=1000,
+                                    description="One of these values (id, model, completionId)")
 
 
 def to_filters(filters: list[LogFilterIn]) -> list[logs_pb2.Filter]:
     out = []
     for f in filters:
+        given = [name for name in ("equals", "contains", "notContains", "anyOf") if getattr(f, name) is not None]
+        if len(given) > 1:
+            raise ApiError(400, "BAD_REQUEST", "Input validation failed", [
+                f"filter {f.field!r}: give one of equals, contains, notContains, anyOf (got {', '.join(given)})"])
+        if f.anyOf is not None:
+            out.append(logs_pb2.Filter(field=f.field, value=orjson.dumps(f.anyOf).decode(), value_type="string",
+                                       op="any_of"))
+            continue
+        if f.contains is not None:
+            out.append(logs_pb2.Filter(field=f.field, value=f.contains, value_type="string", op="contains"))
+            continue
+        if f.notContains is not None:
+            out.append(logs_pb2.Filter(field=f.field, value=f.notContains, value_type="string", op="not_contains"))
+            continue
         value = f.equals
         if isinstance(value, bool):
             out.append(logs_pb2.Filter(field=f.field, value="true" if value else "false", value_type="bool"))
@@ -34,7 +56,8 @@ def to_filters(filters: list[LogFilterIn]) -> list[logs_pb2.Filter]:
             text = str(int(value)) if float(value).is_integer() else str(value)
             out.append(logs_pb2.Filter(field=f.field, value=text, value_type="number"))
         elif value is None:
-            raise ApiError(400, "BAD_REQUEST", "Input validation failed", [f"filter {f.field!r} needs `equals`"])
+            raise ApiError(400, "BAD_REQUEST", "Input validation failed",
+                           [f"filter {f.field!r} needs `equals`, `contains`, `notContains` or `anyOf`"])
         else:
             out.append(logs_pb2.Filter(field=f.field, value=value, value_type="string"))
     return out

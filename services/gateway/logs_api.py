@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from refinery.events.request_logs import LogSource
@@ -121,3 +121,50 @@ async def export_logs(body: ExportRequest, request: Request, project_id: str = D
         logs_pb2.ExportRequest(project_id=project_id, after=after, filters=to_filters(body.filters)), timeout=3600
     )
     return await jsonl_stream(stream, LOG_STORE)
+
+
+class UsageRowOut(BaseModel):
+    day: str = Field(description="UTC day, YYYY-MM-DD")
+    model: str
+    calls: int
+    errors: int
+    promptTokens: int
+    completionTokens: int
+    costUsd: float
+
+
+class UsageTotalsOut(BaseModel):
+    calls: int
+    errors: int
+    promptTokens: int
+    completionTokens: int
+    costUsd: float
+
+
+class UsageOut(BaseModel):
+    data: list[UsageRowOut]
+    totals: UsageTotalsOut
+
+
+@router.get("/usage", response_model=UsageOut,
+            summary="Calls, tokens and cost per day and model, summed from the request logs")
+async def usage(
+    request: Request,
+    project_id: str = Depends(project_of),
+    from_ms: int | None = Query(default=None, alias="from", ge=0, description="Start, ms since epoch"),
+    to_ms: int | None = Query(default=None, alias="to", ge=0, description="End (exclusive), ms since epoch"),
+    model: str | None = Query(default=None, min_length=1, max_length=500),
+) -> UsageOut:
+    filters = [logs_pb2.Filter(field=name, value=str(value), value_type="number")
+               for name, value in (("from", from_ms), ("to", to_ms)) if value is not None]
+    if model is not None:
+        filters.append(logs_pb2.Filter(field="model", value=model, value_type="string"))
+    after = await bound_positions(request, project_id)
+    resp = await call(request.app.state.deps.logs, "Usage",
+                      logs_pb2.UsageRequest(project_id=project_id, after=after, filters=filters), LOG_STORE)
+    rows = [UsageRowOut(day=r.day, model=r.model, calls=r.calls, errors=r.errors, promptTokens=r.prompt_tokens,
+                        completionTokens=r.completion_tokens, costUsd=r.cost_usd) for r in resp.rows]
+    return UsageOut(data=rows, totals=UsageTotalsOut(
+        calls=sum(r.calls for r in rows), errors=sum(r.errors for r in rows),
+        promptTokens=sum(r.promptTokens for r in rows), completionTokens=sum(r.completionTokens for r in rows),
+        costUsd=sum(r.costUsd for r in rows)))

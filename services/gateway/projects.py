@@ -12,21 +12,25 @@ import hashlib
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import orjson
 from refinery.events.projects import (
     API_KEY_ISSUED,
+    API_KEY_REVOKED,
     PROJECT_CREATED,
     PROVIDER_CONFIGURED,
     ApiKeyIssued,
+    ApiKeyRevoked,
+    ModelCost,
     ProjectCreated,
     ProviderConfigured,
 )
 from refinery.secrets_box import SecretBox
 from refinery.stores import eventstore
 from refinery.stores.eventstore import EventSourcedStore
-from sqlalchemy import Column, Float, MetaData, String, Table, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Boolean, Column, Float, MetaData, String, Table, Text, insert, inspect, select, text, update
+from sqlalchemy.engine import Connection, Engine
 
 projections = MetaData()
 
@@ -41,13 +45,23 @@ api_keys_table = Table(
     Column("key_hash", String(64), primary_key=True),
     Column("project_id", String(64), nullable=False, index=True),
     Column("key_prefix", String(16), nullable=False),
+    # Added after the first release; `_upgrade` adds them to older databases.
+    Column("key_id", String(32), nullable=True, index=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("read_only", Boolean, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
 )
+_ADDED_KEY_COLUMNS = ("key_id VARCHAR(32)", "name VARCHAR(200) NOT NULL DEFAULT ''",
+                      "read_only BOOLEAN NOT NULL DEFAULT false", "created_at FLOAT", "revoked_at FLOAT")
 providers_table = Table(
     "providers", projections,
     Column("project_id", String(64), primary_key=True),
     Column("provider", String(64), primary_key=True),
     Column("base_url", String(500), nullable=False),
     Column("api_key_encrypted", String(2000), nullable=False),
+    # Added later; `_upgrade` adds it to older databases. JSON {model: [input, output]} USD per million tokens.
+    Column("model_costs", Text, nullable=False, server_default="{}"),
 )
 
 
@@ -57,6 +71,34 @@ def hash_key(key: str) -> str:
 
 def new_api_key() -> str:
     return "opk-" + secrets.token_hex(24)
+
+
+def _upgrade(engine: Engine) -> None:
+    """Adds the key columns a database made before them lacks; older keys get an id from their hash."""
+    present = {c["name"] for c in inspect(engine).get_columns("api_keys")}
+    with engine.begin() as conn:
+        for column in _ADDED_KEY_COLUMNS:
+            if column.split()[0] not in present:
+                conn.execute(text(f"ALTER TABLE api_keys ADD COLUMN {column}"))
+        conn.execute(text("UPDATE api_keys SET key_id = substr(key_hash, 1, 16) WHERE key_id IS NULL"))
+        if "model_costs" not in {c["name"] for c in inspect(conn).get_columns("providers")}:
+            conn.execute(text("ALTER TABLE providers ADD COLUMN model_costs TEXT NOT NULL DEFAULT '{}'"))
+
+
+class KeyRefused(Exception):
+    """A key operation the caller may not do; the message says why."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What the project's key list shows: never the key itself, only its first characters."""
+
+    id: str
+    name: str
+    prefix: str
+    read_only: bool
+    created_at: float | None
+    revoked_at: float | None
 
 
 @dataclass(frozen=True)
@@ -71,20 +113,87 @@ class ProviderSetting:
     provider: str
     base_url: str
     api_key: str
+    model_costs: dict[str, tuple[float, float]] = field(default_factory=dict)  # model: (input, output) $/Mtok
 
 
 class ProjectRegistry(EventSourcedStore):
     def __init__(self, db_url: str, box: SecretBox) -> None:
         super().__init__(db_url, projections)
         self._box = box
+        _upgrade(self.engine)
         self._keys: dict[str, str] = {}
+        self._read_only: set[str] = set()
         with self.engine.connect() as conn:
-            for row in conn.execute(select(api_keys_table.c.key_hash, api_keys_table.c.project_id)):
+            for row in conn.execute(select(api_keys_table).where(api_keys_table.c.revoked_at.is_(None))):
                 self._keys[row.key_hash] = row.project_id
+                if row.read_only:
+                    self._read_only.add(row.key_hash)
 
     def authenticate(self, api_key: str) -> str | None:
-        """Project id for a key, from memory: no database work on the hot path."""
+        """Project id for a live key (read-only ones included), from memory: no database work on the hot path."""
         return self._keys.get(hash_key(api_key))
+
+    def can_write(self, api_key: str) -> bool:
+        """Whether a key may change anything (a read-only key reads only)."""
+        return self.writer(api_key) is not None
+
+    def writer(self, api_key: str) -> str | None:
+        """Project id for a live key that may write; None for an unknown, revoked or read-only one (one hash)."""
+        key_hash = hash_key(api_key)
+        return None if key_hash in self._read_only else self._keys.get(key_hash)
+
+    def issue_key(self, project_id: str, name: str, *, read_only: bool = False) -> tuple[ApiKey, str]:
+        """A new key for the project; the key itself is returned this once and only its hash is kept."""
+        key = new_api_key()
+        key_hash = hash_key(key)
+        info = ApiKey(id=uuid.uuid4().hex[:16], name=name.strip(), prefix=key[:8], read_only=read_only,
+                      created_at=time.time(), revoked_at=None)
+
+        def run(conn: Connection) -> None:
+            if eventstore.current_version(conn, project_id) == 0:
+                raise KeyError(project_id)
+            self._append(conn, project_id, project_id, [(API_KEY_ISSUED, ApiKeyIssued(
+                key_hash=key_hash, key_prefix=info.prefix, key_id=info.id, name=info.name, read_only=read_only))])
+            conn.execute(insert(api_keys_table).values(
+                key_hash=key_hash, project_id=project_id, key_prefix=info.prefix, key_id=info.id, name=info.name,
+                read_only=read_only, created_at=info.created_at))
+
+        self._write(run)
+        self._keys[key_hash] = project_id
+        if read_only:
+            self._read_only.add(key_hash)
+        return info, key
+
+    def keys(self, project_id: str) -> list[ApiKey]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(api_keys_table).where(api_keys_table.c.project_id == project_id)
+                                .order_by(api_keys_table.c.created_at, api_keys_table.c.key_id))
+            return [ApiKey(r.key_id, r.name, r.key_prefix, bool(r.read_only), r.created_at, r.revoked_at)
+                    for r in rows]
+
+    def revoke_key(self, project_id: str, key_id: str) -> ApiKey:
+        """Revokes one of the project's keys (it stops authenticating at once). Raises KeyError for a key
+        the project does not have, KeyRefused for the project's last full-access key (revoking it would
+        leave nobody able to change the project)."""
+
+        def run(conn: Connection) -> ApiKey:
+            rows = conn.execute(select(api_keys_table).where(
+                (api_keys_table.c.project_id == project_id) & api_keys_table.c.revoked_at.is_(None))).all()
+            row = next((r for r in rows if r.key_id == key_id), None)
+            if row is None:
+                raise KeyError(key_id)
+            if not row.read_only and sum(1 for r in rows if not r.read_only) == 1:
+                raise KeyRefused("this is the project's only full-access key: issue another before revoking it")
+            now = time.time()
+            self._append(conn, project_id, project_id,
+                         [(API_KEY_REVOKED, ApiKeyRevoked(key_id=key_id, key_hash=row.key_hash))])
+            conn.execute(update(api_keys_table).where(api_keys_table.c.key_hash == row.key_hash)
+                         .values(revoked_at=now))
+            self._keys.pop(row.key_hash, None)  # inside the lock: no request authenticates with it after this
+            self._read_only.discard(row.key_hash)
+            return ApiKey(row.key_id, row.name, row.key_prefix, bool(row.read_only), row.created_at, now)
+
+        return self._write(run)
 
     def create_project(self, name: str, api_key: str | None = None) -> tuple[Project, str]:
         name = name.strip()
@@ -97,12 +206,15 @@ class ProjectRegistry(EventSourcedStore):
         def run(conn: Connection) -> None:
             if conn.execute(select(api_keys_table.c.key_hash).where(api_keys_table.c.key_hash == key_hash)).first():
                 raise ValueError("that API key is already in use")
+            key_id = uuid.uuid4().hex[:16]
             self._append(conn, project.id, project.id, [
                 (PROJECT_CREATED, ProjectCreated(name=name)),
-                (API_KEY_ISSUED, ApiKeyIssued(key_hash=key_hash, key_prefix=key[:8])),
+                (API_KEY_ISSUED, ApiKeyIssued(key_hash=key_hash, key_prefix=key[:8], key_id=key_id, name="default")),
             ])
             conn.execute(insert(projects_table).values(id=project.id, name=name, created_at=project.created_at))
-            conn.execute(insert(api_keys_table).values(key_hash=key_hash, project_id=project.id, key_prefix=key[:8]))
+            conn.execute(insert(api_keys_table).values(key_hash=key_hash, project_id=project.id, key_prefix=key[:8],
+                                                       key_id=key_id, name="default",
+                                                       created_at=project.created_at))
 
         self._write(run)
         self._keys[key_hash] = project.id  # after the commit: a key is usable once it is durable
@@ -123,26 +235,32 @@ class ProjectRegistry(EventSourcedStore):
             rows = conn.execute(select(projects_table).order_by(projects_table.c.created_at))
             return [Project(r.id, r.name, r.created_at) for r in rows]
 
-    def set_provider(self, project_id: str, provider: str, base_url: str, api_key: str) -> None:
+    def set_provider(self, project_id: str, provider: str, base_url: str, api_key: str,
+                     model_costs: dict[str, tuple[float, float]] | None = None) -> None:
         sealed = self._box.seal(api_key)
+        costs = model_costs or {}
+        stored = orjson.dumps({m: list(c) for m, c in costs.items()}).decode()
 
         def run(conn: Connection) -> None:
             if eventstore.current_version(conn, project_id) == 0:
                 raise KeyError(project_id)
             self._append(conn, project_id, project_id, [
-                (PROVIDER_CONFIGURED, ProviderConfigured(provider=provider, base_url=base_url,
-                                                         api_key_encrypted=sealed)),
+                (PROVIDER_CONFIGURED, ProviderConfigured(
+                    provider=provider, base_url=base_url, api_key_encrypted=sealed,
+                    model_costs={m: ModelCost(input_per_mtok=i, output_per_mtok=o) for m, (i, o) in costs.items()})),
             ])
             key = (providers_table.c.project_id == project_id) & (providers_table.c.provider == provider)
+            values = {"base_url": base_url, "api_key_encrypted": sealed, "model_costs": stored}
             if conn.execute(select(providers_table.c.provider).where(key)).first():
-                conn.execute(update(providers_table).where(key).values(base_url=base_url, api_key_encrypted=sealed))
+                conn.execute(update(providers_table).where(key).values(**values))
             else:
-                conn.execute(insert(providers_table).values(
-                    project_id=project_id, provider=provider, base_url=base_url, api_key_encrypted=sealed))
+                conn.execute(insert(providers_table).values(project_id=project_id, provider=provider, **values))
 
         self._write(run)
 
     def providers(self, project_id: str) -> list[ProviderSetting]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(providers_table).where(providers_table.c.project_id == project_id))
-            return [ProviderSetting(r.provider, r.base_url, self._box.open(r.api_key_encrypted)) for r in rows]
+            return [ProviderSetting(r.provider, r.base_url, self._box.open(r.api_key_encrypted),
+                                    {m: (float(c[0]), float(c[1])) for m, c in orjson.loads(r.model_costs).items()})
+                    for r in rows]

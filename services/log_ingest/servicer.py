@@ -38,7 +38,7 @@ def _positions(msg_positions: Iterable[Any]) -> list[Position]:
 
 
 def _filters(msg_filters: Iterable[Any]) -> list[LogFilter]:
-    return [LogFilter(f.field, f.value, f.value_type or "string") for f in msg_filters]
+    return [LogFilter(f.field, f.value, f.value_type or "string", f.op) for f in msg_filters]
 
 
 UPDATE_CHUNK = 10_000
@@ -103,6 +103,15 @@ class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
                 max(0, request.offset),
             )
         return logs_pb2.SearchResponse(logs_json=orjson.dumps([row_to_api(r) for r in rows]), total=total)
+
+    async def Usage(self, request, context):
+        with contextlib.ExitStack() as held:
+            await self._admit(held, self._heavy, request.project_id, context)
+            await self._bound(request.after, context)
+            rows = await self._in_store(context, self._store.usage, request.project_id, _filters(request.filters))
+        return logs_pb2.UsageResponse(rows=[logs_pb2.UsageRow(
+            day=r.day, model=r.model, calls=r.calls, errors=r.errors, prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens, cost_usd=r.cost_usd) for r in rows])
 
     async def Latest(self, request, context):
         await self._bound(request.after, context)

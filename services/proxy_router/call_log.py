@@ -51,14 +51,13 @@ class CallLog:
 
     def answered(
         self, call: ChatRequest, provider: str, status: int, resp: Any, *, ok: bool, cache_hit: bool = False,
-    ) -> None:
+    ) -> float | None:
         """An answer from the upstream (or the cache): its usage when it succeeded, its error when not."""
         if ok:
-            self.record(call, provider=provider, status_code=status, resp_payload=resp, usage=usage_of(resp),
-                        completion_id=completion_id_of(resp), cache_hit=cache_hit)
-        else:
-            self.record(call, provider=provider, status_code=status, resp_payload=resp,
-                        error_message=error_message_of(resp) or f"upstream returned {status}")
+            return self.record(call, provider=provider, status_code=status, resp_payload=resp, usage=usage_of(resp),
+                               completion_id=completion_id_of(resp), cache_hit=cache_hit)
+        return self.record(call, provider=provider, status_code=status, resp_payload=resp,
+                           error_message=error_message_of(resp) or f"upstream returned {status}")
 
     def judged(self, call: ChatRequest, provider: str, ranked: dict[str, Any], own: Any, *,
                cache_hit: bool = False) -> None:
@@ -84,12 +83,13 @@ class CallLog:
         """A call that got no answer from an upstream: the proxy's own error."""
         self.record(call, provider=provider, status_code=status, error_message=message)
 
-    def record(self, call: ChatRequest, **fields: Any) -> None:
+    def record(self, call: ChatRequest, **fields: Any) -> float | None:
+        """Publishes the call's log; returns its cost (None when unknown, or when the call is not logged)."""
         if not call.log_enabled:
-            return
+            return cost_usd(call.model, fields.get("usage"), call.prices)
         fields = {**call.log_fields(), **fields, "completed_at": time.time() * 1000}
         if "usage" in fields:
-            fields["cost_usd"] = cost_usd(fields["model"], fields["usage"])
+            fields["cost_usd"] = cost_usd(fields["model"], fields["usage"], call.prices)
         record = RequestLogRecorded(source="proxy", received_at=time.time() * 1000, **fields)
         try:
             value = request_log_recorded(call.project_id, record).to_bytes()
@@ -100,6 +100,7 @@ class CallLog:
         after = self._pending.inflight(call.project_id) if call.criteria else None
         publish = asyncio.ensure_future(self._publish(call.project_id.encode(), value, after))
         self._pending.track(call.project_id, publish)
+        return fields.get("cost_usd")
 
     async def _publish(self, key: bytes, value: bytes,
                        after: list[asyncio.Future[Position | None]] | None = None) -> Position | None:

@@ -46,6 +46,7 @@ class ChatRequest:
     started: float  # perf_counter() when the call arrived
     requested_at: float  # ms since epoch
     criteria: tuple[str, ...] = ()  # op-criteria: judge the choices and rank them (see `criteria`)
+    prices: tuple[float, float] | None = None  # the project's own price of the upstream model, $/Mtok in, out
 
     def log_fields(self) -> dict[str, Any]:
         """What every log of this call carries, whatever the answer."""

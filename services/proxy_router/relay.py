@@ -39,6 +39,14 @@ class _ClientGone(Exception):
     """Writing to the client failed: it hung up."""
 
 
+COST_HEADER = "x-refinery-cost-usd"
+
+
+def cost_header(cost: float | None) -> dict[str, str] | None:
+    """The call's cost as logged (the project's own prices where set), for callers that account for it."""
+    return None if cost is None else {COST_HEADER: f"{cost:.10g}"}
+
+
 def plain_response(
     body: bytes, status: int, content_type: str, overhead_ms: float, extra: dict[str, str] | None = None,
 ) -> web.Response:

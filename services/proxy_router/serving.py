@@ -30,7 +30,7 @@ from proxy_router.errors import JSON, ProxyError
 from proxy_router.forwarding import UpstreamRequest, anthropic_request, openai_request, upstream_json
 from proxy_router.pending import PendingLogs
 from proxy_router.providers import ModelResolver, ProviderCache, Upstream
-from proxy_router.relay import OnDone, plain_response, relay_anthropic_stream, relay_stream
+from proxy_router.relay import OnDone, cost_header, plain_response, relay_anthropic_stream, relay_stream
 from proxy_router.routing import Route, no_upstream, route_for
 
 log = logging.getLogger("refinery.proxy_router")
@@ -131,6 +131,7 @@ class ChatProxy:
             status, message = no_upstream(call.model, route.provider, why_not)
             self._log.failed(call, route.provider, status, message)
             raise ProxyError(status, message)
+        call.prices = upstream.price_of(route.upstream_model)
         return route, upstream
 
     async def _fine_tuned(self, project_id: str, slug: str) -> tuple[Upstream | None, str | None]:
@@ -182,8 +183,9 @@ class ChatProxy:
             self._log.judged(call, route.provider, judged, resp)
             return plain_response(orjson.dumps(judged), 200, JSON,
                                   call.overhead_ms(time.perf_counter() - upstream_started))
-        self._log.answered(call, route.provider, up.status, resp, ok=up.status < 400)
-        return plain_response(payload, up.status, up.headers.get("content-type", JSON), call.overhead_ms(upstream_s))
+        cost = self._log.answered(call, route.provider, up.status, resp, ok=up.status < 400)
+        return plain_response(payload, up.status, up.headers.get("content-type", JSON), call.overhead_ms(upstream_s),
+                              cost_header(cost))
 
     async def _anthropic(self, request: web.Request, call: ChatRequest, route: Route, upstream: Upstream,
                          ) -> web.StreamResponse:
@@ -208,5 +210,5 @@ class ChatProxy:
             self._log.judged(call, "anthropic", judged, out)
             return plain_response(orjson.dumps(judged), 200, JSON,
                                   call.overhead_ms(time.perf_counter() - upstream_started))
-        self._log.answered(call, "anthropic", up.status, out, ok=ok)
-        return plain_response(orjson.dumps(out), up.status, JSON, call.overhead_ms(upstream_s))
+        cost = self._log.answered(call, "anthropic", up.status, out, ok=ok)
+        return plain_response(orjson.dumps(out), up.status, JSON, call.overhead_ms(upstream_s), cost_header(cost))

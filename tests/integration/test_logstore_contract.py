@@ -65,3 +65,36 @@ def test_duplicates_are_detected_and_rows_render(store: LogStore):
     assert api["respPayload"] is None and api["metadata"] == {"run": "a"}
     exported = list(store.iter_export("pd", [], page=1))
     assert len(exported) == 1 and set(row_to_export(exported[0])) == {"input", "output", "tags"}
+
+
+def test_contains_and_not_contains_on_request_response_and_metadata(store: LogStore):
+    store.insert_rows([
+        row("pc", "c1", 30, resp_payload='{"choices":[{"message":{"content":"Blue Whale"}}]}'),
+        row("pc", "c2", 31, req_payload='{"messages":[{"role":"user","content":"hay"}]}', metadata={"run": "zeta-9"}),
+    ])
+    assert store.matching_ids("pc", [LogFilter("request", "NEEDLE", op="contains")]) == ["c1"]
+    assert store.matching_ids("pc", [LogFilter("request", "needle", op="not_contains")]) == ["c2"]
+    assert store.matching_ids("pc", [LogFilter("response", "whale", op="contains")]) == ["c1"]
+    assert store.matching_ids("pc", [LogFilter("metadata.run", "ZETA", op="contains")]) == ["c2"]
+    with pytest.raises(FilterError, match="equals only"):
+        store.matching_ids("pc", [LogFilter("statusCode", "2", op="contains")])
+    with pytest.raises(FilterError, match="contains or notContains"):
+        store.matching_ids("pc", [LogFilter("request", "x")])
+
+
+def test_usage_sums_calls_tokens_cost_and_errors_per_day_and_model(store: LogStore):
+    day1 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    day2 = datetime(2026, 3, 2, 23, 59, tzinfo=UTC)
+    store.insert_rows([
+        row("pu", "u1", 40, received_at=day1, prompt_tokens=10, completion_tokens=5, cost_usd=0.25),
+        row("pu", "u2", 41, received_at=day1, prompt_tokens=20, completion_tokens=1, cost_usd=0.5, status_code=500),
+        row("pu", "u3", 42, received_at=day2, model="small", prompt_tokens=3, completion_tokens=4),
+        row("other", "u4", 43, received_at=day1, prompt_tokens=1000),
+    ])
+    rows = store.usage("pu", [])
+    assert [(r.day, r.model, r.calls, r.errors, r.prompt_tokens, r.completion_tokens, r.cost_usd) for r in rows] == [
+        ("2026-03-01", "gpt-4o", 2, 1, 30, 6, 0.75),
+        ("2026-03-02", "small", 1, 0, 3, 4, 0.0),
+    ]
+    since = str(int(datetime(2026, 3, 2, tzinfo=UTC).timestamp() * 1000))
+    assert [r.model for r in store.usage("pu", [LogFilter("from", since, "number")])] == ["small"]

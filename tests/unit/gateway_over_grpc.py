@@ -12,6 +12,8 @@ import grpc
 import httpx
 from gateway.app import Deps, build_app
 
+from tests.unit.key_ring import KeyRing
+
 
 @asynccontextmanager
 async def gateway_over(servicer: Any, add_to_server: Callable[[Any, grpc.aio.Server], None],
@@ -29,7 +31,7 @@ async def gateway_over(servicer: Any, add_to_server: Callable[[Any, grpc.aio.Ser
 
     deps = Deps(
         settings=types.SimpleNamespace(max_body_bytes=64 * 1024 * 1024, max_upload_bytes=64 * 1024 * 1024),  # type: ignore[arg-type]
-        projects=types.SimpleNamespace(authenticate=lambda token: "p1" if token == key else None),  # type: ignore[arg-type]
+        projects=KeyRing(key),  # type: ignore[arg-type]
         producer=None, reads=None, logs=None, admin_token="admin-token-for-unit-tests", health=health,  # type: ignore[arg-type]
         **{dep: stub(channel)})
     transport = httpx.ASGITransport(app=build_app(deps))

@@ -33,7 +33,7 @@ from eval.runner import EvalRunner
 from eval.store import EvalStore, EvalView
 from refinery.events import evals as ev
 from refinery.grpc_server import GrpcService, client_channel, start_grpc
-from refinery.proxy_client import ProxyClient, ProxyUnreachable
+from refinery.proxy_client import ProxyAnswer, ProxyClient, ProxyUnreachable
 from refinery.rpc import criteria_pb2, criteria_pb2_grpc
 
 TOKEN = "eval-tests-internal-token-0123456"
@@ -122,12 +122,12 @@ class FlakyProxy:
         self._inner = inner
         self.failures = failures
 
-    async def chat(self, project_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
-                   ) -> tuple[int, bytes]:
+    async def chat_answer(self, project_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
+                          ) -> ProxyAnswer:
         if self.failures > 0:
             self.failures -= 1
             raise ProxyUnreachable("proxy-router unreachable: ClientConnectorError")
-        return await self._inner.chat(project_id, body, headers)
+        return await self._inner.chat_answer(project_id, body, headers)
 
 
 class FakeCriteria(criteria_pb2_grpc.CriteriaServicer):

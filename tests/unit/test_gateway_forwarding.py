@@ -4,7 +4,6 @@ it is unreachable, and the same forwarder behind both the hot path and the FastA
 from __future__ import annotations
 
 import socket
-import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from gateway.chat_api import ProxyForwarder
 from gateway.forwarding import is_json
 from gateway.hot_paths import HotPaths
 from gateway.settings import GatewaySettings
+
+from tests.unit.key_ring import KeyRing
 
 KEY = "opk-good"
 CHAT = "/api/v1/chat/completions"
@@ -57,7 +58,7 @@ async def forwarder(upstream: str) -> AsyncIterator[ProxyForwarder]:
 
 
 def _client(tmp_path: Path, forwarder: ProxyForwarder, *, hot: bool) -> httpx.AsyncClient:
-    projects = types.SimpleNamespace(authenticate=lambda token: "p1" if token == KEY else None)
+    projects = KeyRing(KEY)
     deps = Deps(settings=GatewaySettings(data_dir=tmp_path, max_body_bytes=1000), projects=projects,  # type: ignore[arg-type]
                 producer=None, reads=None, logs=None, admin_token="admin", health=None, proxy=forwarder)  # type: ignore[arg-type]
     app = build_app(deps)

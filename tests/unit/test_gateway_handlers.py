@@ -13,6 +13,7 @@ from refinery.events.request_logs import RECORDED, RequestLogRecorded
 from refinery.runtime.memory_bus import MemoryBus
 from refinery.runtime.subscriptions import Event, Subscriptions
 
+from tests.unit.key_ring import KeyRing
 from tests.unit.test_gateway_hot_paths import KEY, REPORT, _call, _Inner, _Reads
 
 
@@ -28,7 +29,7 @@ async def test_a_report_reaches_a_typed_consumer_once_on_its_project_key() -> No
     bus.subscribe(REQUEST_LOGS_TOPIC, subs)
     deps = types.SimpleNamespace(
         settings=types.SimpleNamespace(max_body_bytes=10_000),
-        projects=types.SimpleNamespace(authenticate=lambda token: "p1" if token == KEY else None),
+        projects=KeyRing(KEY),
         producer=bus.producer(REQUEST_LOGS_TOPIC), reads=_Reads(), proxy=None)
     status, _ = await _call(HotPaths(_Inner(), deps), REPORT)
     assert status == 200

@@ -8,6 +8,8 @@ import orjson
 from gateway.hot_paths import HotPaths
 from refinery.bus.producer import Position
 
+from tests.unit.key_ring import KeyRing
+
 KEY = "opk-good"
 
 
@@ -32,7 +34,7 @@ class _Reads:
 
 
 def _deps() -> types.SimpleNamespace:
-    projects = types.SimpleNamespace(authenticate=lambda token: "p1" if token == KEY else None)
+    projects = KeyRing(KEY)
     return types.SimpleNamespace(settings=types.SimpleNamespace(max_body_bytes=1000), projects=projects,
                                  producer=_Producer(), reads=_Reads(), proxy=None)
 

@@ -56,3 +56,28 @@ def test_view_and_errored() -> None:
     # Without an OpenAI view (a plain OpenAI log), the response itself is what import reads.
     plain = log_view({**LOG, "resp_openai": None, "resp_payload": {"choices": []}}, "l1")
     assert plain["respOpenai"] == {"choices": []}
+
+
+def c(field: str, value: str, op: str = "contains") -> dict[str, str]:
+    return {"field": field, "value": value, "value_type": "string", "op": op}
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ([c("request", "HOBART")], True),
+    ([c("request", "tasmania")], False),  # only in the response
+    ([c("response", "tasmania")], True),
+    ([c("response", "tasmania", "not_contains")], False),
+    ([c("request", "sydney", "not_contains")], True),
+    ([c("model", "4O-MINI")], True),
+    ([c("metadata.prompt_id", "P")], True),
+    ([c("metadata.missing", "x", "not_contains")], True),
+])
+def test_contains_and_not_contains_match_as_search_does(filters: list[dict[str, str]], expected: bool) -> None:
+    assert matches(filters, LOG) is expected
+
+
+def test_check_rejects_bad_operators() -> None:
+    check([c("request", "x"), c("metadata.k", "v", "not_contains")])
+    for bad in ([c("statusCode", "2")], [c("request", "x", "like")], [f("request", "x")]):
+        with pytest.raises(FilterError):
+            check(bad)

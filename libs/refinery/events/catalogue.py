@@ -132,6 +132,8 @@ def _projects() -> list[EventSpec]:
         EventSpec(t, pj.PROJECT_CREATED, pj.ProjectCreated, (GATEWAY,), (), key, key, "A project was created."),
         EventSpec(t, pj.API_KEY_ISSUED, pj.ApiKeyIssued, (GATEWAY,), (), key, key,
                   "An API key was issued to a project; only its SHA-256 hash and first characters travel."),
+        EventSpec(t, pj.API_KEY_REVOKED, pj.ApiKeyRevoked, (GATEWAY,), (), key, key,
+                  "An API key of a project was revoked: it no longer authenticates."),
         EventSpec(t, pj.PROVIDER_CONFIGURED, pj.ProviderConfigured, (GATEWAY,), (), key, key,
                   "A project's upstream provider (base URL, encrypted API key) was set."),
     ]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17refinery/rpc/logs.proto\x12\x0crefinery.rpc\"-\n\x08Position\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x03\":\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x12\n\nvalue_type\x18\x03 \x01(\t\"\x90\x01\n\rSearchRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06offset\x18\x05 \x01(\x05\"2\n\x0eSearchResponse\x12\x11\n\tlogs_json\x18\x01 \x01(\x0c\x12\r\n\x05total\x18\x02 \x01(\x03\"J\n\rLatestRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\"\"\n\x0eLatestResponse\x12\x10\n\x08log_json\x18\x01 \x01(\x0c\"\x8d\x01\n\x15UpdateMetadataRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\x12\x12\n\npatch_json\x18\x04 \x01(\x0c\".\n\x16UpdateMetadataResponse\x12\x14\n\x0cmatched_logs\x18\x01 \x01(\x03\"\x7f\n\rExportRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\x12\x0c\n\x04view\x18\x04 \x01(\t\"\x1c\n\x0b\x45xportChunk\x12\r\n\x05jsonl\x18\x01 \x01(\x0c\x32\xb5\x02\n\x08LogStore\x12\x43\n\x06Search\x12\x1b.refinery.rpc.SearchRequest\x1a\x1c.refinery.rpc.SearchResponse\x12\x43\n\x06Latest\x12\x1b.refinery.rpc.LatestRequest\x1a\x1c.refinery.rpc.LatestResponse\x12[\n\x0eUpdateMetadata\x12#.refinery.rpc.UpdateMetadataRequest\x1a$.refinery.rpc.UpdateMetadataResponse\x12\x42\n\x06\x45xport\x12\x1b.refinery.rpc.ExportRequest\x1a\x19.refinery.rpc.ExportChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17refinery/rpc/logs.proto\x12\x0crefinery.rpc\"-\n\x08Position\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"F\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x12\n\nvalue_type\x18\x03 \x01(\t\x12\n\n\x02op\x18\x04 \x01(\t\"\x90\x01\n\rSearchRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06offset\x18\x05 \x01(\x05\"2\n\x0eSearchResponse\x12\x11\n\tlogs_json\x18\x01 \x01(\x0c\x12\r\n\x05total\x18\x02 \x01(\x03\"J\n\rLatestRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\"\"\n\x0eLatestResponse\x12\x10\n\x08log_json\x18\x01 \x01(\x0c\"\x8d\x01\n\x15UpdateMetadataRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\x12\x12\n\npatch_json\x18\x04 \x01(\x0c\".\n\x16UpdateMetadataResponse\x12\x14\n\x0cmatched_logs\x18\x01 \x01(\x03\"\x7f\n\rExportRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\x12\x0c\n\x04view\x18\x04 \x01(\t\"\x1c\n\x0b\x45xportChunk\x12\r\n\x05jsonl\x18\x01 \x01(\x0c\"p\n\x0cUsageRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\x16.refinery.rpc.Position\x12%\n\x07\x66ilters\x18\x03 \x03(\x0b\x32\x14.refinery.rpc.Filter\"\x89\x01\n\x08UsageRow\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\"5\n\rUsageResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.refinery.rpc.UsageRow2\xf7\x02\n\x08LogStore\x12\x43\n\x06Search\x12\x1b.refinery.rpc.SearchRequest\x1a\x1c.refinery.rpc.SearchResponse\x12\x43\n\x06Latest\x12\x1b.refinery.rpc.LatestRequest\x1a\x1c.refinery.rpc.LatestResponse\x12[\n\x0eUpdateMetadata\x12#.refinery.rpc.UpdateMetadataRequest\x1a$.refinery.rpc.UpdateMetadataResponse\x12\x42\n\x06\x45xport\x12\x1b.refinery.rpc.ExportRequest\x1a\x19.refinery.rpc.ExportChunk0\x01\x12@\n\x05Usage\x12\x1a.refinery.rpc.UsageRequest\x1a\x1b.refinery.rpc.UsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSITION']._serialized_start=41
   _globals['_POSITION']._serialized_end=86
   _globals['_FILTER']._serialized_start=88
-  _globals['_FILTER']._serialized_end=146
-  _globals['_SEARCHREQUEST']._serialized_start=149
-  _globals['_SEARCHREQUEST']._serialized_end=293
-  _globals['_SEARCHRESPONSE']._serialized_start=295
-  _globals['_SEARCHRESPONSE']._serialized_end=345
-  _globals['_LATESTREQUEST']._serialized_start=347
-  _globals['_LATESTREQUEST']._serialized_end=421
-  _globals['_LATESTRESPONSE']._serialized_start=423
-  _globals['_LATESTRESPONSE']._serialized_end=457
-  _globals['_UPDATEMETADATAREQUEST']._serialized_start=460
-  _globals['_UPDATEMETADATAREQUEST']._serialized_end=601
-  _globals['_UPDATEMETADATARESPONSE']._serialized_start=603
-  _globals['_UPDATEMETADATARESPONSE']._serialized_end=649
-  _globals['_EXPORTREQUEST']._serialized_start=651
-  _globals['_EXPORTREQUEST']._serialized_end=778
-  _globals['_EXPORTCHUNK']._serialized_start=780
-  _globals['_EXPORTCHUNK']._serialized_end=808
-  _globals['_LOGSTORE']._serialized_start=811
-  _globals['_LOGSTORE']._serialized_end=1120
+  _globals['_FILTER']._serialized_end=158
+  _globals['_SEARCHREQUEST']._serialized_start=161
+  _globals['_SEARCHREQUEST']._serialized_end=305
+  _globals['_SEARCHRESPONSE']._serialized_start=307
+  _globals['_SEARCHRESPONSE']._serialized_end=357
+  _globals['_LATESTREQUEST']._serialized_start=359
+  _globals['_LATESTREQUEST']._serialized_end=433
+  _globals['_LATESTRESPONSE']._serialized_start=435
+  _globals['_LATESTRESPONSE']._serialized_end=469
+  _globals['_UPDATEMETADATAREQUEST']._serialized_start=472
+  _globals['_UPDATEMETADATAREQUEST']._serialized_end=613
+  _globals['_UPDATEMETADATARESPONSE']._serialized_start=615
+  _globals['_UPDATEMETADATARESPONSE']._serialized_end=661
+  _globals['_EXPORTREQUEST']._serialized_start=663
+  _globals['_EXPORTREQUEST']._serialized_end=790
+  _globals['_EXPORTCHUNK']._serialized_start=792
+  _globals['_EXPORTCHUNK']._serialized_end=820
+  _globals['_USAGEREQUEST']._serialized_start=822
+  _globals['_USAGEREQUEST']._serialized_end=934
+  _globals['_USAGEROW']._serialized_start=937
+  _globals['_USAGEROW']._serialized_end=1074
+  _globals['_USAGERESPONSE']._serialized_start=1076
+  _globals['_USAGERESPONSE']._serialized_end=1129
+  _globals['_LOGSTORE']._serialized_start=1132
+  _globals['_LOGSTORE']._serialized_end=1507
 # @@protoc_insertion_point(module_scope)

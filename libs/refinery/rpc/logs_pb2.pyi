@@ -15,14 +15,16 @@ class Position(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("field", "value", "value_type")
+    __slots__ = ("field", "value", "value_type", "op")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VALUE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
     field: str
     value: str
     value_type: str
-    def __init__(self, field: _Optional[str] = ..., value: _Optional[str] = ..., value_type: _Optional[str] = ...) -> None: ...
+    op: str
+    def __init__(self, field: _Optional[str] = ..., value: _Optional[str] = ..., value_type: _Optional[str] = ..., op: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("project_id", "after", "filters", "limit", "offset")
@@ -95,3 +97,37 @@ class ExportChunk(_message.Message):
     JSONL_FIELD_NUMBER: _ClassVar[int]
     jsonl: bytes
     def __init__(self, jsonl: _Optional[bytes] = ...) -> None: ...
+
+class UsageRequest(_message.Message):
+    __slots__ = ("project_id", "after", "filters")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    after: _containers.RepeatedCompositeFieldContainer[Position]
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, project_id: _Optional[str] = ..., after: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("day", "model", "calls", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    model: str
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    def __init__(self, day: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class UsageResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...

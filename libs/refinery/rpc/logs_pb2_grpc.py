@@ -54,6 +54,11 @@ class LogStoreStub:
                 request_serializer=refinery_dot_rpc_dot_logs__pb2.ExportRequest.SerializeToString,
                 response_deserializer=refinery_dot_rpc_dot_logs__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.Usage = channel.unary_unary(
+                '/refinery.rpc.LogStore/Usage',
+                request_serializer=refinery_dot_rpc_dot_logs__pb2.UsageRequest.SerializeToString,
+                response_deserializer=refinery_dot_rpc_dot_logs__pb2.UsageResponse.FromString,
+                _registered_method=True)
 
 
 class LogStoreServicer:
@@ -83,6 +88,13 @@ class LogStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Usage(self, request, context):
+        """Calls, tokens and cost per day and model, summed in the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +117,11 @@ def add_LogStoreServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=refinery_dot_rpc_dot_logs__pb2.ExportRequest.FromString,
                     response_serializer=refinery_dot_rpc_dot_logs__pb2.ExportChunk.SerializeToString,
+            ),
+            'Usage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Usage,
+                    request_deserializer=refinery_dot_rpc_dot_logs__pb2.UsageRequest.FromString,
+                    response_serializer=refinery_dot_rpc_dot_logs__pb2.UsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +232,33 @@ class LogStore:
             '/refinery.rpc.LogStore/Export',
             refinery_dot_rpc_dot_logs__pb2.ExportRequest.SerializeToString,
             refinery_dot_rpc_dot_logs__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Usage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/refinery.rpc.LogStore/Usage',
+            refinery_dot_rpc_dot_logs__pb2.UsageRequest.SerializeToString,
+            refinery_dot_rpc_dot_logs__pb2.UsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brefinery/rpc/projects.proto\x12\x0crefinery.rpc\"-\n\x17ProviderSettingsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\";\n\x08Provider\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\"E\n\x18ProviderSettingsResponse\x12)\n\tproviders\x18\x01 \x03(\x0b\x32\x16.refinery.rpc.Provider2p\n\x08Projects\x12\x64\n\x13GetProviderSettings\x12%.refinery.rpc.ProviderSettingsRequest\x1a&.refinery.rpc.ProviderSettingsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brefinery/rpc/projects.proto\x12\x0crefinery.rpc\"-\n\x17ProviderSettingsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"K\n\tModelCost\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0einput_per_mtok\x18\x02 \x01(\x01\x12\x17\n\x0foutput_per_mtok\x18\x03 \x01(\x01\"i\n\x08Provider\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12,\n\x0bmodel_costs\x18\x04 \x03(\x0b\x32\x17.refinery.rpc.ModelCost\"E\n\x18ProviderSettingsResponse\x12)\n\tproviders\x18\x01 \x03(\x0b\x32\x16.refinery.rpc.Provider2p\n\x08Projects\x12\x64\n\x13GetProviderSettings\x12%.refinery.rpc.ProviderSettingsRequest\x1a&.refinery.rpc.ProviderSettingsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROVIDERSETTINGSREQUEST']._serialized_start=45
   _globals['_PROVIDERSETTINGSREQUEST']._serialized_end=90
-  _globals['_PROVIDER']._serialized_start=92
-  _globals['_PROVIDER']._serialized_end=151
-  _globals['_PROVIDERSETTINGSRESPONSE']._serialized_start=153
-  _globals['_PROVIDERSETTINGSRESPONSE']._serialized_end=222
-  _globals['_PROJECTS']._serialized_start=224
-  _globals['_PROJECTS']._serialized_end=336
+  _globals['_MODELCOST']._serialized_start=92
+  _globals['_MODELCOST']._serialized_end=167
+  _globals['_PROVIDER']._serialized_start=169
+  _globals['_PROVIDER']._serialized_end=274
+  _globals['_PROVIDERSETTINGSRESPONSE']._serialized_start=276
+  _globals['_PROVIDERSETTINGSRESPONSE']._serialized_end=345
+  _globals['_PROJECTS']._serialized_start=347
+  _globals['_PROJECTS']._serialized_end=459
 # @@protoc_insertion_point(module_scope)

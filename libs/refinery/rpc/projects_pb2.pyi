@@ -12,15 +12,27 @@ class ProviderSettingsRequest(_message.Message):
     project_id: str
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
+class ModelCost(_message.Message):
+    __slots__ = ("model", "input_per_mtok", "output_per_mtok")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_per_mtok: float
+    output_per_mtok: float
+    def __init__(self, model: _Optional[str] = ..., input_per_mtok: _Optional[float] = ..., output_per_mtok: _Optional[float] = ...) -> None: ...
+
 class Provider(_message.Message):
-    __slots__ = ("name", "base_url", "api_key")
+    __slots__ = ("name", "base_url", "api_key", "model_costs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_COSTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     base_url: str
     api_key: str
-    def __init__(self, name: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
+    model_costs: _containers.RepeatedCompositeFieldContainer[ModelCost]
+    def __init__(self, name: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key: _Optional[str] = ..., model_costs: _Optional[_Iterable[_Union[ModelCost, _Mapping]]] = ...) -> None: ...
 
 class ProviderSettingsResponse(_message.Message):
     __slots__ = ("providers",)

@@ -89,6 +89,32 @@ class LogFilter:
     field: str
     value: str
     value_type: str = "string"
+    # "" or "equals"; "contains" / "not_contains" (case-insensitive, on text fields: request,
+    # response, text, model, completionId, metadata.<key>); "any_of" (value: a JSON array) on id,
+    # model, completionId.
+    op: str = ""
+
+
+_TEXT_COLUMNS = {
+    "request": ("req_payload",),
+    "response": ("resp_payload", "resp_openai"),
+    "text": ("req_payload", "resp_payload", "resp_openai"),
+    "model": ("model",),
+    "completionId": ("completion_id",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One day and model of a project's calls."""
+
+    day: str
+    model: str
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
 
 
 def scalar_text(value: str, value_type: str) -> str:
@@ -241,7 +267,14 @@ class LogStore:
         params: dict[str, Any] = {"p": project_id}
         for i, f in enumerate(filters):
             name = f"f{i}"
-            if f.field == "model":
+            if f.op == "any_of":
+                clauses.append(self._any_of(f, name, params))
+            elif f.op not in ("", "equals"):
+                clauses.append(self._contains(f, name, params))
+            elif f.field == "id":
+                clauses.append(f"log_id = {{{name}:String}}")
+                params[name] = f.value
+            elif f.field == "model":
                 clauses.append(f"model = {{{name}:String}}")
                 params[name] = f.value
             elif f.field == "completionId":
@@ -262,6 +295,8 @@ class LogStore:
                 )
                 params[name + "k"] = key
                 params[name] = scalar_text(f.value, f.value_type)
+            elif f.field in ("request", "response"):
+                raise FilterError(f"{f.field} filters take contains or notContains, not equals")
             elif f.field == "text":
                 clauses.append(
                     f"(positionCaseInsensitiveUTF8(req_payload, {{{name}:String}}) > 0 OR "
@@ -278,10 +313,60 @@ class LogStore:
                 clauses.append(f"received_at {op} fromUnixTimestamp64Milli(toInt64({{{name}:Int64}}))")
             else:
                 raise FilterError(
-                    f"unknown filter field {f.field!r}: use model, completionId, statusCode, "
-                    "metadata.<key>, tags.<key>, text, from or to"
+                    f"unknown filter field {f.field!r}: use id, model, completionId, statusCode, "
+                    "metadata.<key>, tags.<key>, text, request, response, from or to"
                 )
         return " AND ".join(clauses), params
+
+    @staticmethod
+    def _any_of(f: LogFilter, name: str, params: dict[str, Any]) -> str:
+        """One of several values (a JSON array of strings) on id, model or completionId."""
+        column = {"id": "log_id", "model": "model", "completionId": "completion_id"}.get(f.field)
+        if column is None:
+            raise FilterError(f"{f.field} filters cannot take anyOf: it works on id, model and completionId")
+        try:
+            values = orjson.loads(f.value)
+        except orjson.JSONDecodeError as exc:
+            raise FilterError("anyOf needs a JSON array of strings") from exc
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise FilterError("anyOf needs a JSON array of strings")
+        params[name] = values
+        return f"{column} IN {{{name}:Array(String)}}"
+
+    @staticmethod
+    def _contains(f: LogFilter, name: str, params: dict[str, Any]) -> str:
+        """A case-insensitive substring test on a text field, or its negation."""
+        if f.op not in ("contains", "not_contains"):
+            raise FilterError(f"unknown filter operator {f.op!r}: use equals, contains or notContains")
+        if f.field.startswith(("metadata.", "tags.")):
+            key = f.field.split(".", 1)[1]
+            if not key:
+                raise FilterError(f"filter field {f.field!r} names no key")
+            params[name + "k"] = key
+            columns = [f"metadata[{{{name}k:String}}]"]
+        elif f.field in _TEXT_COLUMNS:
+            columns = list(_TEXT_COLUMNS[f.field])
+        else:
+            raise FilterError(f"{f.field} filters take equals only; contains and notContains work on "
+                              "request, response, text, model, completionId and metadata.<key>")
+        params[name] = f.value
+        found = " OR ".join(f"positionCaseInsensitiveUTF8({c}, {{{name}:String}}) > 0" for c in columns)
+        return f"({found})" if f.op == "contains" else f"NOT ({found})"
+
+    def usage(self, project_id: str, filters: list[LogFilter]) -> list[UsageRow]:
+        """Calls, errors, tokens and cost per day (UTC) and model, oldest day first: summed in the store,
+        so a project's usage costs one grouped query, never a scan sent to the client."""
+        where, params = self._where(project_id, filters)
+        with self._reads.one() as client:
+            rows = client.query(
+                "SELECT toString(toDate(received_at)) AS day, model, count(), "
+                "countIf(ifNull(status_code, 0) >= 400 OR ifNull(error_message, '') != ''), "
+                "sum(prompt_tokens), sum(completion_tokens), sum(ifNull(cost_usd, 0)) "
+                f"FROM {self._table} FINAL WHERE {where} GROUP BY day, model ORDER BY day, model",
+                parameters=params,
+            ).result_rows
+        return [UsageRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), float(r[6]))
+                for r in rows]
 
     def matching_ids(self, project_id: str, filters: list[LogFilter]) -> list[str]:
         where, params = self._where(project_id, filters)

@@ -31,12 +31,19 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
 _BY_LENGTH = sorted(PRICES_PER_MTOK, key=len, reverse=True)
 
 
-def cost_usd(model: str | None, usage: Usage | None) -> float | None:
+def cost_usd(model: str | None, usage: Usage | None, prices: tuple[float, float] | None = None) -> float | None:
+    """The call's cost: at `prices` (the project's own for the model, USD per million tokens in and
+    out) when given, else at the list price of the model's family, else None."""
     if not model or usage is None:
         return None
+    if prices is not None:
+        return _priced(usage, *prices)
     name = model.split(":", 1)[1] if ":" in model else model
     for prefix in _BY_LENGTH:
         if name.startswith(prefix):
-            price_in, price_out = PRICES_PER_MTOK[prefix]
-            return round((usage.prompt_tokens * price_in + usage.completion_tokens * price_out) / 1e6, 10)
+            return _priced(usage, *PRICES_PER_MTOK[prefix])
     return None
+
+
+def _priced(usage: Usage, price_in: float, price_out: float) -> float:
+    return round((usage.prompt_tokens * price_in + usage.completion_tokens * price_out) / 1e6, 10)
