@@ -15,7 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from refinery.config import REQUEST_LOGS_TOPIC
-from refinery.events.request_logs import RequestLogRecorded, Usage, request_log_recorded
+from refinery.events.request_logs import RequestLogRecordedV2, Usage, request_log_recorded
 from refinery.rpc import logs_pb2, logs_pb2_grpc
 
 from bench.cpu import CpuWindow
@@ -299,9 +299,9 @@ def _envelopes(project_id: str, run: str, n: int) -> list[bytes]:
     now = time.time() * 1000
     usage = Usage(prompt_tokens=6, completion_tokens=3, total_tokens=9)
     return [
-        request_log_recorded(project_id, RequestLogRecorded(
+        request_log_recorded(project_id, RequestLogRecordedV2(
             source="report", received_at=now, requested_at=now - 5, completed_at=now, model=CHAT_MODEL,
-            status_code=200, req_payload=req, resp_payload=COMPLETION, metadata={"run": run}, usage=usage,
+            status_code=200, req_payload=req, resp_payload=COMPLETION, usage=usage,
             completion_id="chatcmpl-bench",
         )).to_bytes()
         for _ in range(n)

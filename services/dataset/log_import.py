@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.retention import DATASET_RULES_GROUP, PositionCommitter
-from refinery.events.request_logs import RECORDED
+from refinery.events.request_logs import RECORDED_TYPES, data_metadata
 from refinery.rpc import logs_pb2, logs_pb2_grpc
 from refinery.stores import eventstore
 from refinery.wire.entries import entry_from_log
@@ -228,11 +228,12 @@ class RuleConsumer:
             env = orjson.loads(msg.value)
         except orjson.JSONDecodeError:
             return []  # log-ingest sets undecodable records aside; nothing to import here
-        if not isinstance(env, dict) or env.get("type") != RECORDED or env.get("project_id") != project_id:
+        if not isinstance(env, dict) or env.get("type") not in RECORDED_TYPES or env.get("project_id") != project_id:
             return []
         data = env.get("data")
         if not isinstance(data, dict):
             return []
+        data = {**data, "metadata": data_metadata(env["type"], data)}  # as the log store will hold it
         view = log_view(data, str(data.get("log_id") or env.get("aggregate_id") or ""))
         if errored(view):
             return []

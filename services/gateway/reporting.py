@@ -6,12 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from refinery.events.envelope import now_ms
-from refinery.events.request_logs import LogSource, RequestLogRecorded
+from refinery.events.request_logs import LogSource, RequestLogRecordedV2, metadata_overrides
 from refinery.wire.anthropic import message_to_openai_completion
 from refinery.wire.openai_shapes import (
     completion_id_of,
     error_message_of,
-    merge_metadata,
     model_of,
     usage_of,
 )
@@ -42,17 +41,16 @@ class ReportResponse(BaseModel):
     status: str = "ok"
 
 
-def build_log(body: ReportRequest, source: LogSource) -> RequestLogRecorded:
+def build_log(body: ReportRequest, source: LogSource) -> RequestLogRecordedV2:
     req = body.reqPayload
     resp = body.respPayload
     extra_meta = body.metadata if isinstance(body, ReportAnthropicRequest) else None
-    req_meta = req.get("metadata") if isinstance(req, dict) else None
     error = body.errorMessage
     if error is None and body.statusCode is not None and body.statusCode >= 400:
         error = error_message_of(resp)
     resp_openai = message_to_openai_completion(resp) if source == "report-anthropic" else resp
     usage = usage_of(resp)
-    return RequestLogRecorded(
+    return RequestLogRecordedV2(
         source=source,
         received_at=now_ms(),
         requested_at=body.requestedAt,
@@ -64,7 +62,8 @@ def build_log(body: ReportRequest, source: LogSource) -> RequestLogRecorded:
         req_payload=req,
         resp_payload=resp,
         resp_openai=resp_openai if source == "report-anthropic" else None,
-        metadata=merge_metadata(req_meta, body.tags, extra_meta),
+        # The request's own metadata stays inside req_payload: only what the tags change travels beside it.
+        metadata_overrides=metadata_overrides(body.tags, extra_meta),
         usage=usage,
         cost_usd=cost_usd(model_of(req), usage),
         completion_id=completion_id_of(resp),

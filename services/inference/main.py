@@ -32,6 +32,7 @@ async def build(k: Kernel[InferenceSettings]) -> None:
     control.server = server
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", server.chat)
+    app.router.add_get("/v1/models", server.models)
     app.router.add_get("/health", _health)
     await k.http(app, s.host, s.port)
     if registry is not None:

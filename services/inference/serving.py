@@ -236,6 +236,12 @@ class InferenceServer:
 
     # ---- HTTP -------------------------------------------------------------------------
 
+    async def models(self, _: web.Request) -> web.Response:
+        """The base model served here, callable without an adapter (fine-tuned models are per project:
+        model-registry knows them)."""
+        return web.json_response({"object": "list", "data": [
+            {"id": self.base_id, "object": "model", "owned_by": "refinery", "kind": "base"}]})
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         from inference.engine import GenerationCancelled, GenerationParams, UnknownAdapter
 

@@ -25,7 +25,7 @@ from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.producer import Position
 from refinery.bus.retention import LOG_INGEST_GROUP, PositionCommitter
-from refinery.events.request_logs import METADATA_UPDATED, RECORDED
+from refinery.events.request_logs import METADATA_UPDATED, RECORDED_TYPES
 from refinery.runtime.subscriptions import EventDecoder
 from refinery.stores.logstore import LogStore
 
@@ -67,7 +67,7 @@ class Ingestor:
             fetch_max_bytes=64 * 1024 * 1024,
         )
         self._stored: dict[int, int] = {}
-        self._decoder = EventDecoder("log-ingest", RECORDED, METADATA_UPDATED)
+        self._decoder = EventDecoder("log-ingest", *RECORDED_TYPES, METADATA_UPDATED)
         self._committer = PositionCommitter(self._consumer, topic)
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -199,7 +199,7 @@ class Ingestor:
                     self._set_aside(msg, broken)
                 if event is None:
                     continue  # not a log (a read barrier), or broken and set aside
-                if event.type == RECORDED:
+                if event.type in RECORDED_TYPES:
                     pending.append((event.project_id, event.data.log_id, event_to_row(event, msg.offset), msg))
                 else:  # METADATA_UPDATED: apply in order with the logs around it
                     self._insert_logs(pending)

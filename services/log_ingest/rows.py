@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from refinery.events.request_logs import RequestLogRecorded, clamp_tokens
+from refinery.events.request_logs import RequestLogRecorded, RequestLogRecordedV2, clamp_tokens
 from refinery.runtime.subscriptions import Event
 
 
@@ -17,8 +17,8 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def event_to_row(event: Event[RequestLogRecorded], offset: int) -> list[Any]:
-    """The log-store row of one decoded `request_log.recorded` event, in `LOG_COLUMNS` order."""
+def event_to_row(event: Event[RequestLogRecordedV2] | Event[RequestLogRecorded], offset: int) -> list[Any]:
+    """The log-store row of one decoded `request_log.recorded(.v2)` event, in `LOG_COLUMNS` order."""
     data = event.data
     usage = data.usage
     return [
@@ -42,5 +42,5 @@ def event_to_row(event: Event[RequestLogRecorded], offset: int) -> list[Any]:
         _json_text(data.req_payload),
         _json_text(data.resp_payload),
         _json_text(data.resp_openai),
-        dict(data.metadata),
+        data.logged_metadata,
     ]

@@ -178,7 +178,8 @@ class RegistryStore(EventSourcedStore):
                                                                          error_message=message)))
         if target == ModelState.DEPLOYED:
             items.append((ev.MODEL_DEPLOYED, ev.ModelDeployed(adapter_key=adapter_key or row.adapter_key or "",
-                                                              base_model=row.base_model)))
+                                                              base_model=row.base_model, slug=row.slug,
+                                                              dataset_id=row.dataset_id)))
         self._append(conn, row.project_id, row.id, items)
         return True
 

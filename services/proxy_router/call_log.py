@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 from refinery.bus.producer import DurableProducer, EventTooLarge, NotKept, Position
-from refinery.events.request_logs import RequestLogRecorded, request_log_recorded
+from refinery.events.request_logs import RequestLogRecordedV2, request_log_recorded
 from refinery.wire.openai_shapes import completion_id_of, error_message_of, usage_of
 from refinery.wire.pricing import cost_usd
 
@@ -90,7 +90,7 @@ class CallLog:
         fields = {**call.log_fields(), **fields, "completed_at": time.time() * 1000}
         if "usage" in fields:
             fields["cost_usd"] = cost_usd(fields["model"], fields["usage"], call.prices)
-        record = RequestLogRecorded(source="proxy", received_at=time.time() * 1000, **fields)
+        record = RequestLogRecordedV2(source="proxy", received_at=time.time() * 1000, **fields)
         try:
             value = request_log_recorded(call.project_id, record).to_bytes()
         except orjson.JSONEncodeError:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from refinery.events.request_logs import metadata_overrides
 from refinery.wire.json_depth import nests_deeper_than
 from refinery.wire.openai_shapes import merge_metadata
 
@@ -46,12 +47,13 @@ class ChatRequest:
     started: float  # perf_counter() when the call arrived
     requested_at: float  # ms since epoch
     criteria: tuple[str, ...] = ()  # op-criteria: judge the choices and rank them (see `criteria`)
+    tags: dict[str, str | None] = field(default_factory=dict)  # op-tags: what the log sets on top of the metadata
     prices: tuple[float, float] | None = None  # the project's own price of the upstream model, $/Mtok in, out
 
     def log_fields(self) -> dict[str, Any]:
         """What every log of this call carries, whatever the answer."""
         return {"requested_at": self.requested_at, "model": self.model, "req_payload": self.body,
-                "metadata": self.metadata}
+                "metadata_overrides": self.tags}
 
     def overhead_ms(self, upstream_s: float = 0.0) -> float:
         """Milliseconds spent on this call so far that were not the upstream's."""
@@ -76,7 +78,9 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _metadata(body: dict[str, Any], raw: bytes, tags_header: str | None) -> dict[str, str]:
+def _metadata(body: dict[str, Any], raw: bytes, tags_header: str | None
+              ) -> tuple[dict[str, str], dict[str, str | None]]:
+    """(the call's metadata, what the `op-tags` header sets on top of the body's own)."""
     tags: Any = None
     if tags_header:
         try:
@@ -86,7 +90,7 @@ def _metadata(body: dict[str, Any], raw: bytes, tags_header: str | None) -> dict
     if nests_deeper_than(body, MAX_LOGGED_DEPTH, raw):
         raise ProxyError(400, f"{TOO_DEEP}: {_RECURSION}")
     try:
-        return merge_metadata(body.get("metadata"), tags)
+        return merge_metadata(body.get("metadata"), tags), metadata_overrides(tags)
     except orjson.JSONEncodeError as exc:  # a tag nested past what orjson writes
         raise ProxyError(400, f"{TOO_DEEP}: {exc}") from None
 
@@ -96,7 +100,7 @@ def parse_chat_request(
 ) -> ChatRequest:
     """The call, or the `ProxyError` (400) that names what is wrong with it."""
     body = _body(raw)
-    metadata = _metadata(body, raw, headers.get("op-tags"))
+    metadata, tags = _metadata(body, raw, headers.get("op-tags"))
     stream = body.get("stream") is True
     read, write = cache_mode(headers.get("op-cache")) if not stream else (False, False)
     criteria_header = headers.get(CRITERIA_HEADER)
@@ -109,5 +113,5 @@ def parse_chat_request(
         log_enabled=headers.get("op-log-request", "true").lower() != "false" and body.get("store") is not False,
         metadata=metadata, cache_read=read, cache_write=write,
         cache_key=cache_key(project_id, body) if read or write else "",
-        started=started, requested_at=requested_at, criteria=criteria,
+        started=started, requested_at=requested_at, criteria=criteria, tags=tags,
     )

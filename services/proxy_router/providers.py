@@ -53,6 +53,24 @@ class ModelResolver:
         self._inference = inference_url.rstrip("/") + "/v1" if inference_url else None
         self._ttl = ttl_s
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._bases: tuple[float, frozenset[str]] | None = None  # (until, base model ids) from inference
+
+    async def base(self, session: Any, name: str) -> Upstream | None:
+        """The inference service as the upstream of `name` when it is the base model served there
+        (`openpipe:<base model id>`, e.g. `openpipe:HuggingFaceTB/SmolLM2-135M-Instruct`): the model a
+        fine-tune started from, called without an adapter. None for any other name."""
+        if self._inference is None:
+            return None
+        now = time.monotonic()
+        if self._bases is None or self._bases[0] <= now:
+            async with session.get(f"{self._inference}/models", headers=internal_auth.headers()) as resp:
+                resp.raise_for_status()
+                listed = await resp.json()
+            ids = frozenset(str(m.get("id")) for m in listed.get("data", []) if isinstance(m, dict))
+            self._bases = (now + self._ttl, ids)
+        if name not in self._bases[1]:
+            return None
+        return Upstream("openpipe", self._inference, "", tuple(internal_auth.headers().items()))
 
     async def resolve(self, project_id: str, slug: str) -> tuple[Upstream | None, str | None]:
         """The upstream serving it, or (None, why not)."""

@@ -36,6 +36,7 @@ from proxy_router.routing import Route, no_upstream, route_for
 log = logging.getLogger("refinery.proxy_router")
 
 PROJECT_HEADER = "x-refinery-project-id"
+BUILT_IN = frozenset({"openai", "anthropic", "gemini", "openpipe"})
 
 
 class ChatProxy:
@@ -127,12 +128,26 @@ class ChatProxy:
         if route.provider == "openpipe":
             upstream, why_not = await self._fine_tuned(call.project_id, route.upstream_model)
             route = Route("openpipe", call.model)  # inference echoes the model as the client named it
+        elif upstream is None and route.provider not in BUILT_IN and call.model.startswith("openpipe:"):
+            upstream = await self._base_model(f"{route.provider}/{route.upstream_model}")
+            if upstream is not None:
+                route = Route("openpipe", call.model)
         if upstream is None:
             status, message = no_upstream(call.model, route.provider, why_not)
             self._log.failed(call, route.provider, status, message)
             raise ProxyError(status, message)
         call.prices = upstream.price_of(route.upstream_model)
         return route, upstream
+
+    async def _base_model(self, name: str) -> Upstream | None:
+        """The base model inference serves, when `name` is its id (and no provider of that name is set)."""
+        if self._models is None or self._session is None:
+            return None
+        try:
+            return await self._models.base(self._session, name)
+        except Exception as exc:  # inference is down: the call fails as an unknown provider would
+            log.warning("inference's base model unavailable: %s", exc)
+            return None
 
     async def _fine_tuned(self, project_id: str, slug: str) -> tuple[Upstream | None, str | None]:
         if self._models is None:

@@ -29,10 +29,11 @@ from openpipe.client import OpenPipe
 from refinery.config import EVALS_TOPIC
 from refinery.events.evals import EVAL_COMPLETED, EVAL_JUDGEMENT_RECORDED, EVAL_OUTPUT_GENERATED
 
-from tests.e2e.conftest import question, wait_for
+from tests.e2e.conftest import BASE, question, wait_for
 from tests.grader_templates import EXACT_MATCH
 
 PREFER_PINEAPPLE = 'prefer the output that contains "PINEAPPLE"'
+BASE_MODEL = f"openpipe:{BASE}"  # the model the fine-tune started from, served by inference without an adapter
 
 # Reads a file on rows asking for it and never returns on the others: each row errors with why, none hangs the eval.
 HOSTILE_GRADER = """
@@ -179,18 +180,21 @@ def work_done(events: list[dict[str, Any]]) -> tuple[Counter[tuple[str, str]], C
 def test_head_to_head_ranks_the_trained_model_above_the_prompt_it_replaces(
         api: httpx.Client, trained: dict[str, Any]) -> None:
     model = f"openpipe:{trained['slug']}"
-    models = [model, "gpt-4o-mini", "dataset"]
+    models = [model, BASE_MODEL, "gpt-4o-mini", "dataset"]
     made = create(api, name=f"h2h-{trained['slug']}", datasetId=trained["dataset"], type="head_to_head",
                   models=models, instructions=PREFER_PINEAPPLE)
     assert (made["type"], made["models"], made["instructions"], made["rows"]) == (
         "head_to_head", models, PREFER_PINEAPPLE, 4)
     e = completed(api, made["id"])
-    assert e["rows"] == 4 and e["comparisons"] == 3 * e["rows"]
+    assert e["rows"] == 4 and e["comparisons"] == 6 * e["rows"]  # every pair of the 4 models, once per row
     assert [r["model"] for r in e["results"]] == models
-    assert all(r["comparisons"] == 2 * e["rows"] for r in e["results"])
+    assert all(r["comparisons"] == 3 * e["rows"] for r in e["results"])
     trained_rate, echo_rate = result(e, model)["score"], result(e, "gpt-4o-mini")["score"]
     assert trained_rate > echo_rate, e["results"]
+    assert trained_rate > result(e, BASE_MODEL)["score"], e["results"]
     assert e["matrix"][model]["gpt-4o-mini"] == 1.0 and e["matrix"]["gpt-4o-mini"][model] == 0.0
+    assert e["matrix"][model][BASE_MODEL] == 1.0 and e["matrix"][BASE_MODEL][model] == 0.0
+    assert result(e, BASE_MODEL)["errors"] == 0 and result(e, BASE_MODEL)["latencyMsP50"] > 0
     assert e["matrix"]["dataset"]["gpt-4o-mini"] == 1.0
     assert result(e, "gpt-4o-mini")["costUsd"] > 0 and result(e, "gpt-4o-mini")["latencyMsP50"] > 0
     assert result(e, "dataset")["latencyMsP50"] is None and result(e, "dataset")["costUsd"] == 0
@@ -202,6 +206,7 @@ def test_head_to_head_ranks_the_trained_model_above_the_prompt_it_replaces(
         assert row["outputs"]["dataset"]["output"] == row["datasetOutput"]
         assert row["outputs"]["gpt-4o-mini"]["output"]["content"].startswith("Echo: What is")
         assert row["outputs"][model]["output"]["content"].startswith("PINEAPPLE")
+        assert "PINEAPPLE" not in (row["outputs"][BASE_MODEL]["output"]["content"] or "")  # it was never taught
         assert {frozenset((j["model"], j["opponent"])) for j in row["judgements"]} == pairs(models)
         [versus] = [j for j in row["judgements"] if {j["model"], j["opponent"]} == {model, "gpt-4o-mini"}]
         assert versus["done"] and versus["error"] is None and versus["winner"] == model
@@ -235,17 +240,18 @@ def test_a_criterion_eval_passes_the_trained_model_and_fails_the_echo(
 def test_a_code_eval_runs_the_docs_exact_match_template(api: httpx.Client, trained: dict[str, Any]) -> None:
     model = f"openpipe:{trained['slug']}"
     made = create(api, name=f"exact-{trained['slug']}", datasetId=trained["dataset"], type="code",
-                  models=[model, "gpt-4o-mini", "dataset"], grader=EXACT_MATCH)
+                  models=[model, BASE_MODEL, "gpt-4o-mini", "dataset"], grader=EXACT_MATCH)
     assert made["grader"] == EXACT_MATCH
     e = completed(api, made["id"])
     assert result(e, "dataset")["score"] == 1.0
-    assert result(e, "gpt-4o-mini")["score"] == 0.0
-    assert result(e, model)["score"] >= result(e, "gpt-4o-mini")["score"]
+    assert result(e, "gpt-4o-mini")["score"] == 0.0 and result(e, BASE_MODEL)["score"] == 0.0
+    # Exact match also needs the sum right, which 2 epochs on 36 rows may or may not teach: never behind the base.
+    assert result(e, model)["score"] >= result(e, BASE_MODEL)["score"], e["results"]
     assert all(r["errors"] == 0 for r in e["results"]), e["results"]
     for row in rows_of(api, made["id"]):
         grades = {j["model"]: j["score"] for j in row["judgements"]}
         content = row["outputs"][model]["output"]["content"]
-        assert grades == {"dataset": 1.0, "gpt-4o-mini": 0.0,
+        assert grades == {"dataset": 1.0, "gpt-4o-mini": 0.0, BASE_MODEL: 0.0,
                           model: 1.0 if content == row["datasetOutput"]["content"] else 0.0}
 
 

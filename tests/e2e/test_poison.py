@@ -30,11 +30,30 @@ def _canary(client: httpx.Client) -> None:
     wait_for(lambda: search(client, metadata__canary=tag), timeout_s=10)
 
 
-def test_a_report_whose_event_the_bus_cannot_take_is_413_and_the_pipeline_flows(stack, api, other) -> None:
-    # 9 MB of metadata under the 10 MB body cap: the event carries it twice (in reqPayload and as the
-    # log's metadata), 18 MB, over what the bus takes. It used to be spooled and replayed forever.
-    big = {"model": "gpt-4o-mini", "messages": [], "metadata": {"blob": "x" * (9 * 1024 * 1024)}}
+def test_a_report_with_large_metadata_is_logged_once_and_the_pipeline_flows(stack, api, other) -> None:
+    # 9 MB of metadata under the 10 MB body cap. The log event carries the request's metadata once (inside
+    # reqPayload, with only the tags beside it), so it fits what the bus takes; it used to be copied twice,
+    # 18 MB, spooled and replayed forever.
+    tag = uuid.uuid4().hex
+    big = {"model": "gpt-4o-mini", "messages": [], "metadata": {"blob": "x" * (9 * 1024 * 1024), "big": tag}}
     resp = api.post("/report", json={"statusCode": 200, "reqPayload": big, "respPayload": {"choices": []}})
+    assert resp.status_code == 200, resp.text[:500]
+    [log] = wait_for(lambda: search(api, metadata__big=tag), timeout_s=30)
+    assert len(log["metadata"]["blob"]) == 9 * 1024 * 1024
+    _canary(other)
+    spool = stack.data_dir / "gateway" / "spool" / "spool.bin"
+    assert not spool.exists() or spool.stat().st_size == 0
+
+
+def test_a_report_whose_event_the_bus_cannot_take_is_413_and_the_pipeline_flows(stack, api, other) -> None:
+    # An Anthropic report is logged with its OpenAI view beside it: 9 MB of answer is 18 MB of event, over
+    # what the bus takes. Refused before anything is kept, naming the limit; nothing is spooled.
+    answer = {"id": "msg_big", "type": "message", "role": "assistant", "model": "claude-3-5-haiku",
+              "content": [{"type": "text", "text": "x" * (9 * 1024 * 1024)}], "stop_reason": "end_turn",
+              "usage": {"input_tokens": 1, "output_tokens": 1}}
+    resp = api.post("/report-anthropic", json={
+        "requestedAt": 1, "receivedAt": 2, "statusCode": 200, "respPayload": answer,
+        "reqPayload": {"model": "claude-3-5-haiku", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}})
     assert resp.status_code == 413, resp.text[:500]
     body = resp.json()
     assert body["code"] == "PAYLOAD_TOO_LARGE" and "at most" in body["message"]

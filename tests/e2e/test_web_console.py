@@ -294,6 +294,15 @@ def test_a_read_only_key_browses_every_page_and_is_refused_writes(page: Page, st
         page.goto(f"{stack.url}/#/{tab}")
         expect(page.locator(".page-head h1")).to_be_visible()
         assert not page.locator("#banner.error").is_visible(), f"{tab}: {page.locator('#banner').inner_text()}"
+    ds = api.post("/datasets", json={"name": f"viewable-{uuid.uuid4().hex[:6]}"}).json()["id"]
+    page.goto(f"{stack.url}/#/dataset/{ds}")
+    for tab in ("Entries", "Upload", "Pruning rules", "Relabel", "Import rules", "Snapshots"):
+        page.click(f"button[data-tab='{tab}']")
+        expect(page.locator(f"button[data-tab='{tab}'].active")).to_be_visible()
+        assert not page.locator("#banner.error").is_visible(), f"{tab}: {page.locator('#banner').inner_text()}"
+    page.click("button[data-tab='Snapshots']")
+    page.click("#take-snapshot")
+    expect(page.locator("#banner.error")).to_contain_text(f"can read but not POST /api/v1/datasets/{ds}/snapshots")
     page.goto(f"{stack.url}/#/datasets")
     page.fill("#new-dataset-name", "not allowed")
     page.click("#create-dataset")

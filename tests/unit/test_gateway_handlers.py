@@ -9,7 +9,7 @@ import types
 from gateway.hot_paths import HotPaths
 from refinery.bus.producer import Position
 from refinery.config import REQUEST_LOGS_TOPIC
-from refinery.events.request_logs import RECORDED, RequestLogRecorded
+from refinery.events.request_logs import RECORDED_V2, RequestLogRecordedV2
 from refinery.runtime.memory_bus import MemoryBus
 from refinery.runtime.subscriptions import Event, Subscriptions
 
@@ -19,11 +19,11 @@ from tests.unit.test_gateway_hot_paths import KEY, REPORT, _call, _Inner, _Reads
 
 async def test_a_report_reaches_a_typed_consumer_once_on_its_project_key() -> None:
     bus = MemoryBus(partitions=4)
-    received: list[Event[RequestLogRecorded]] = []
+    received: list[Event[RequestLogRecordedV2]] = []
     subs = Subscriptions("reader")
 
-    @subs.on(RECORDED)
-    async def recorded(event: Event[RequestLogRecorded]) -> None:
+    @subs.on(RECORDED_V2)
+    async def recorded(event: Event[RequestLogRecordedV2]) -> None:
         received.append(event)
 
     bus.subscribe(REQUEST_LOGS_TOPIC, subs)
@@ -35,7 +35,8 @@ async def test_a_report_reaches_a_typed_consumer_once_on_its_project_key() -> No
     assert status == 200
     [event] = received
     assert (event.project_id, event.data.source, event.data.model) == ("p1", "report", "gpt-4o-mini")
-    assert event.data.status_code == 200 and event.data.metadata == {"k": "v"}
+    assert event.data.status_code == 200 and event.data.logged_metadata == {"k": "v"}
+    assert event.data.metadata_overrides == {}  # the request's own metadata is not sent twice
     assert event.data.completion_id == "chatcmpl-1" and event.data.log_id == event.aggregate_id
     [record] = bus.records(REQUEST_LOGS_TOPIC)
     assert record.key == b"p1"

@@ -92,8 +92,9 @@ async def test_a_valid_report_is_published_and_acknowledged_without_fastapi():
     assert inner.bodies == []
     [(key, value)] = deps.producer.published
     event = orjson.loads(value)
-    assert key == b"p1" and event["type"] == "request_log.recorded" and event["project_id"] == "p1"
-    assert event["data"]["model"] == "gpt-4o-mini" and event["data"]["metadata"] == {"k": "v"}
+    assert key == b"p1" and event["type"] == "request_log.recorded.v2" and event["project_id"] == "p1"
+    assert event["data"]["model"] == "gpt-4o-mini" and event["data"]["req_payload"]["metadata"] == {"k": "v"}
+    assert "metadata" not in event["data"] and event["data"]["metadata_overrides"] == {}
     assert event["data"]["completion_id"] == "chatcmpl-1"
     assert deps.reads.acked == [("p1", Position(0, 1))]
 

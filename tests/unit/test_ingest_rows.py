@@ -8,13 +8,23 @@ from datetime import UTC, datetime
 
 import orjson
 from log_ingest.rows import event_to_row
-from refinery.events.request_logs import METADATA_UPDATED, RECORDED, RequestLogRecorded, Usage, request_log_recorded
+from refinery.events.request_logs import (
+    METADATA_UPDATED,
+    RECORDED,
+    RECORDED_V2,
+    RequestLogRecorded,
+    RequestLogRecordedV2,
+    Usage,
+    data_metadata,
+    request_log_recorded,
+)
 from refinery.runtime.subscriptions import EventDecoder
 from refinery.stores.logstore import COLUMNS
 
 
-def _decoded(log: RequestLogRecorded):
-    event = EventDecoder("test", RECORDED, METADATA_UPDATED).decode(request_log_recorded("p1", log).to_bytes())
+def _decoded(log: RequestLogRecorded | RequestLogRecordedV2):
+    event = EventDecoder("test", RECORDED, RECORDED_V2, METADATA_UPDATED).decode(
+        request_log_recorded("p1", log).to_bytes())
     assert event is not None
     return event
 
@@ -58,3 +68,28 @@ def test_token_counts_the_store_cannot_hold_are_clamped_not_fatal() -> None:
         log = RequestLogRecorded(source="report", received_at=5.0, usage=usage)
         row = dict(zip(COLUMNS, event_to_row(_decoded(log), 0), strict=True))
         assert (row["prompt_tokens"], row["completion_tokens"]) == (stored, stored)
+
+
+def test_a_v2_log_keeps_metadata_once_and_reads_it_merged_with_its_tags() -> None:
+    big = "x" * 100_000
+    log = RequestLogRecordedV2(
+        source="report", received_at=1.0,
+        req_payload={"model": "m", "messages": [], "metadata": {"big": big, "n": 3, "gone": "soon", "flag": True}},
+        metadata_overrides={"tag": "t", "gone": None, "n": "4"})
+    raw = request_log_recorded("p1", log).to_bytes()
+    assert orjson.loads(raw)["type"] == RECORDED_V2
+    assert raw.count(big.encode()) == 1  # the request's metadata travels once
+    row = dict(zip(COLUMNS, event_to_row(_decoded(log), 1), strict=True))
+    assert row["metadata"] == {"big": big, "n": "4", "flag": "true", "tag": "t"}
+    data = orjson.loads(raw)["data"]
+    assert data_metadata(RECORDED_V2, data) == row["metadata"]  # the dataset service's reading agrees
+
+
+def test_a_v1_log_on_the_topic_is_still_read() -> None:
+    log = RequestLogRecorded(source="report", received_at=1.0, req_payload={"metadata": {"a": "1"}},
+                             metadata={"a": "1", "tag": "t"})
+    raw = request_log_recorded("p1", log).to_bytes()
+    assert orjson.loads(raw)["type"] == RECORDED
+    row = dict(zip(COLUMNS, event_to_row(_decoded(log), 1), strict=True))
+    assert row["metadata"] == {"a": "1", "tag": "t"}
+    assert data_metadata(RECORDED, orjson.loads(raw)["data"]) == {"a": "1", "tag": "t"}

@@ -7,6 +7,7 @@ import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -36,6 +37,30 @@ async def test_a_fine_tuned_model_upstream_carries_the_token_to_inference(proces
     upstream, why = await resolver.resolve("p1", "my-model")
     assert why is None and upstream is not None
     assert dict(upstream.headers) == {"x-refinery-adapter": "m1", internal_auth.HEADER: process_token}
+
+
+async def test_the_base_model_is_found_through_inference_with_the_token(process_token: str) -> None:
+    """`openpipe:<base id>`: the list comes from inference's /v1/models (behind the guard), then is cached."""
+    asked: list[str] = []
+
+    async def models(_: web.Request) -> web.Response:
+        asked.append("models")
+        return web.json_response({"object": "list", "data": [{"id": "Org/Base-1", "object": "model"}]})
+
+    app = web.Application(middlewares=[internal_auth.http_guard(TOKEN)])
+    app.router.add_get("/v1/models", models)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        resolver = ModelResolver(None, str(server.make_url("")).rstrip("/"), 30.0)
+        async with aiohttp.ClientSession() as session:
+            upstream = await resolver.base(session, "Org/Base-1")
+            assert upstream is not None and upstream.base_url.endswith("/v1")
+            assert dict(upstream.headers) == {internal_auth.HEADER: process_token}  # no adapter: the base itself
+            assert await resolver.base(session, "Org/Other") is None
+        assert asked == ["models"]  # asked once, then cached
+    finally:
+        await server.close()
 
 
 @pytest.fixture

@@ -184,6 +184,10 @@ async def test_a_requeued_job_waits_in_queued_then_trains_and_deploys(setup) -> 
     await bus.flush_outbox(MODELS_TOPIC, store)
     statuses = [e.data["status"] for e in bus.events(MODELS_TOPIC) if e.type == ev.MODEL_STATUS_CHANGED]
     assert statuses == ["PROVISIONING", "TRAINING", "QUEUED", "PROVISIONING", "TRAINING", "DEPLOYED"]
+    # model.deployed says which model it is, for consumers that keep no model table of their own.
+    [deployed] = [e for e in bus.events(MODELS_TOPIC) if e.type == ev.MODEL_DEPLOYED]
+    assert deployed.data == {"adapter_key": f"adapters/{model.id}", "base_model": "base", "slug": "r",
+                             "dataset_id": "d1"}
 
 
 async def test_the_watchdog_times_out_running_work_only_and_that_never_deploys(setup) -> None:

@@ -17,7 +17,7 @@ from proxy_router.pending import PendingLogs
 from proxy_router.providers import Upstream
 from proxy_router.serving import ChatProxy
 from refinery.config import REQUEST_LOGS_TOPIC
-from refinery.events.request_logs import RECORDED, RequestLogRecorded
+from refinery.events.request_logs import RECORDED_V2, RequestLogRecordedV2
 from refinery.runtime.memory_bus import MemoryBus
 from refinery.runtime.subscriptions import Event, Subscriptions
 
@@ -45,11 +45,11 @@ class _LogReader:
     """A consumer of the request-log topic on the in-memory bus, keeping the typed logs it got."""
 
     def __init__(self, bus: MemoryBus) -> None:
-        self.logs: list[Event[RequestLogRecorded]] = []
+        self.logs: list[Event[RequestLogRecordedV2]] = []
         subs = Subscriptions("test")
 
-        @subs.on(RECORDED)
-        async def recorded(event: Event[RequestLogRecorded]) -> None:
+        @subs.on(RECORDED_V2)
+        async def recorded(event: Event[RequestLogRecordedV2]) -> None:
             self.logs.append(event)
 
         bus.subscribe(REQUEST_LOGS_TOPIC, subs)

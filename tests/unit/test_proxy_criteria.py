@@ -127,7 +127,7 @@ class _Harness:
     async def logged(self) -> list[dict[str, Any]]:
         """The project's logs in bus order, once every publish in flight is acknowledged."""
         await self.pending.positions(PROJECT, lambda: True)
-        return [e.data.model_dump() for e in self.reader.logs]
+        return [{**e.data.model_dump(), "metadata": e.data.logged_metadata} for e in self.reader.logs]
 
     async def upstream_calls(self) -> int:
         async with self.http.get(f"{self.upstream_url}/fake/stats") as resp:

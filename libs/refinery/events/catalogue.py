@@ -110,11 +110,16 @@ TOPICS: tuple[TopicSpec, ...] = (
 def _request_logs() -> list[EventSpec]:
     t = REQUEST_LOGS_TOPIC
     return [
-        EventSpec(t, rl.RECORDED, rl.RequestLogRecorded, (GATEWAY, PROXY_ROUTER), (LOG_INGEST, DATASET),
+        EventSpec(t, rl.RECORDED_V2, rl.RequestLogRecordedV2, (GATEWAY, PROXY_ROUTER), (LOG_INGEST, DATASET),
                   "project id", "log id",
                   "One logged LLM call, as the client sent and received it: reported (`/report`, "
-                  "`/report-anthropic`) by the gateway or proxied by proxy-router. log-ingest stores it; the "
-                  "dataset service applies standing import rules to it."),
+                  "`/report-anthropic`) by the gateway or proxied by proxy-router. Its metadata is "
+                  "`req_payload.metadata` with `metadata_overrides` (tags; null deletes a key) merged on top. "
+                  "log-ingest stores it; the dataset service applies standing import rules to it."),
+        EventSpec(t, rl.RECORDED, rl.RequestLogRecorded, (), (LOG_INGEST, DATASET),
+                  "project id", "log id",
+                  "The first version of a logged call, with the merged `metadata` beside the request that "
+                  "already held it. No longer written; still read (records on the topic, dead letters)."),
         EventSpec(t, rl.METADATA_UPDATED, rl.RequestLogMetadataUpdated, (LOG_INGEST,), (LOG_INGEST,),
                   "project id", "project id",
                   "Metadata merged into the exact set of logs that matched an update filter; a null value "

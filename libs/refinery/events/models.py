@@ -47,6 +47,9 @@ class ModelDeployed(BaseModel):
     model_config = ConfigDict(frozen=True)
     adapter_key: str
     base_model: str
+    # Added later (absent in older events): which model it is, for consumers that keep no model table.
+    slug: str | None = None
+    dataset_id: str | None = None
 
 
 class ModelDeleted(BaseModel):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from refinery.events.request_logs import Usage, clamp_tokens
+from refinery.events.request_logs import merge_metadata as _merge_metadata
+from refinery.events.request_logs import metadata_text as _metadata_text
 
 
 def model_of(req: Any) -> str | None:
@@ -54,30 +56,6 @@ def error_message_of(resp: Any) -> str | None:
     return None
 
 
-def metadata_text(value: Any) -> str | None:
-    """Metadata values are strings on the wire: 1 → "1", True → "true", None → dropped."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    import orjson
-
-    return orjson.dumps(value).decode()
-
-
-def merge_metadata(*sources: Any) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for source in sources:
-        if not isinstance(source, dict):
-            continue
-        for key, value in source.items():
-            text = metadata_text(value)
-            if text is None:
-                merged.pop(str(key), None)
-            else:
-                merged[str(key)] = text
-    return merged
+# Metadata's meaning belongs to the request-log events (consumers merge it the same way); re-exported here.
+metadata_text = _metadata_text
+merge_metadata = _merge_metadata
