@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
+from refinery.bus.progress import PartitionProgress, follower_progress
 from refinery.bus.retention import DATASET_RULES_GROUP, PositionCommitter
 from refinery.events.request_logs import RECORDED_TYPES, data_metadata
 from refinery.rpc import logs_pb2, logs_pb2_grpc
@@ -121,6 +122,7 @@ class RuleConsumer:
         )
         self._rules: dict[str, list[dict[str, Any]]] = {}
         self._positions: dict[int, int] = {}
+        self.set_aside = 0  # records set aside as dead letters since start
         self._lock = asyncio.Lock()  # held while a fetched batch is applied
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -289,7 +291,12 @@ class RuleConsumer:
         if reached is not None:
             self._store.save_offsets(self._topic, reached)
 
+    def progress(self) -> list[PartitionProgress]:
+        """Per partition: every record below `done` is handled; the end as the last fetch saw it."""
+        return follower_progress(self._consumer, self._topic, dict(self._positions))
+
     def _set_aside(self, msg: Any, reason: str) -> None:
+        self.set_aside += 1
         if self._dead_letters is None or self._loop is None:
             log.error("record at %s:%s skipped (no dead-letter sink): %s", msg.partition, msg.offset, reason)
             return

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import orjson
+from refinery.bus.progress import progress_message
 from refinery.events.datasets import SnapshotCreated
 from refinery.rpc import datasets_pb2, datasets_pb2_grpc, logs_pb2, logs_pb2_grpc
 from refinery.runtime.executors import Purpose
@@ -230,6 +231,9 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
             imported=counts.imported, skipped_errored=counts.skipped_errored,
             skipped_duplicates=counts.skipped_duplicates, skipped_invalid=counts.skipped_invalid, rule_id=rule_id,
         )
+
+    async def RulesProgress(self, request, context):
+        return progress_message("dataset import rules", self._rules.progress(), self._rules.set_aside)
 
     async def ListImportRules(self, request, context):
         rules = await self._call(context, self._store.import_rules.in_project, request.project_id, request.dataset_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from refinery.rpc import logs_pb2
 
 from gateway.auth import admin_only
+from gateway.error_mapping import DATASETS, LOG_STORE, call
 from gateway.errors import ApiError
 
 router = APIRouter(prefix="/admin/v1", dependencies=[Depends(admin_only)])
@@ -48,3 +50,24 @@ async def set_provider(project_id: str, provider: str, body: ProviderIn, request
     except KeyError as exc:
         raise ApiError(404, "NOT_FOUND", f"project {project_id} not found") from exc
     return {"status": "ok"}
+
+
+def _follower(p: logs_pb2.FollowerProgress) -> dict:
+    partitions = [{"partition": x.partition, "done": x.done, "highWater": None if x.high_water < 0 else x.high_water,
+                   "lag": None if x.high_water < 0 else max(0, x.high_water - x.done)} for x in p.partitions]
+    known = [x["lag"] for x in partitions if x["lag"] is not None]
+    return {"name": p.name, "partitions": partitions, "lag": sum(known) if known else None,
+            "caughtUp": bool(partitions) and all(x["lag"] == 0 for x in partitions), "setAside": p.set_aside}
+
+
+@router.get("/pipeline", summary="How far each follower of the request-log topic has got (lag per partition)")
+async def pipeline(request: Request) -> dict:
+    """log-ingest (storing logs) and the dataset service (standing import rules): per partition, the
+    offset below which every record is handled, the partition's end at the follower's last fetch, the
+    lag between them, and how many records were set aside as dead letters since each service started."""
+    deps = request.app.state.deps
+    out = {"logIngest": _follower(await call(deps.logs, "Progress", logs_pb2.ProgressRequest(), LOG_STORE))}
+    if deps.datasets is not None:
+        out["datasetRules"] = _follower(await call(deps.datasets, "RulesProgress", logs_pb2.ProgressRequest(),
+                                                   DATASETS))
+    return out

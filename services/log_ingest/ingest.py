@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from refinery.bus.dead_letters import DeadLetterSink
 from refinery.bus.follower import assign_all, fetch, positions_after, until_done
 from refinery.bus.producer import Position
+from refinery.bus.progress import PartitionProgress, follower_progress
 from refinery.bus.retention import LOG_INGEST_GROUP, PositionCommitter
 from refinery.events.request_logs import METADATA_UPDATED, RECORDED_TYPES
 from refinery.runtime.subscriptions import EventDecoder
@@ -67,6 +68,7 @@ class Ingestor:
             fetch_max_bytes=64 * 1024 * 1024,
         )
         self._stored: dict[int, int] = {}
+        self.set_aside = 0  # records set aside as dead letters since start
         self._decoder = EventDecoder("log-ingest", *RECORDED_TYPES, METADATA_UPDATED)
         self._committer = PositionCommitter(self._consumer, topic)
         self._changed = asyncio.Condition()
@@ -261,7 +263,12 @@ class Ingestor:
         for msg in msgs:
             self._set_aside(msg, f"the log store refused it: {type(exc).__name__}: {str(exc)[:2000]}")
 
+    def progress(self) -> list[PartitionProgress]:
+        """Per partition: every record below `done` is handled; the end as the last fetch saw it."""
+        return follower_progress(self._consumer, self._topic, dict(self._stored))
+
     def _set_aside(self, msg, reason: str) -> None:
+        self.set_aside += 1
         if self._dead_letters is None or self._loop is None:
             log.error("record at %s:%s skipped (no dead-letter sink): %s", msg.partition, msg.offset, reason)
             return

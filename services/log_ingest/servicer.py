@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import grpc
 import orjson
 from refinery.bus.producer import DurableProducer, EventTooLarge, Position
+from refinery.bus.progress import progress_message
 from refinery.events.request_logs import RequestLogMetadataUpdated, request_log_metadata_updated
 from refinery.rpc import logs_pb2, logs_pb2_grpc
 from refinery.runtime.admission import Admission, Busy
@@ -112,6 +113,9 @@ class LogStoreServicer(logs_pb2_grpc.LogStoreServicer):
         return logs_pb2.UsageResponse(rows=[logs_pb2.UsageRow(
             day=r.day, model=r.model, calls=r.calls, errors=r.errors, prompt_tokens=r.prompt_tokens,
             completion_tokens=r.completion_tokens, cost_usd=r.cost_usd) for r in rows])
+
+    async def Progress(self, request, context):
+        return progress_message("log-ingest", self._ingestor.progress(), self._ingestor.set_aside)
 
     async def Latest(self, request, context):
         await self._bound(request.after, context)

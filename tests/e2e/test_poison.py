@@ -1,8 +1,9 @@
 """One hostile or careless request never stops the pipeline for anyone.
 
 Each test sends what once stalled ingestion, checks the answer names the problem, then reports a
-canary from *another* project, which must become searchable within seconds, and checks that
-nothing was left behind to retry forever (the gateway's spool is empty)."""
+canary from *another* project, which must become searchable within seconds, checks that nothing was
+left behind to retry forever (the gateway's spool is empty), and that every follower of the
+request-log topic (log-ingest, the standing import rules) is caught up (`GET /admin/v1/pipeline`)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,21 @@ def _canary(client: httpx.Client) -> None:
     wait_for(lambda: search(client, metadata__canary=tag), timeout_s=10)
 
 
-def test_a_report_with_large_metadata_is_logged_once_and_the_pipeline_flows(stack, api, other) -> None:
+def pipeline_caught_up(admin: httpx.Client) -> dict:
+    """Every follower of the request-log topic has handled every record on every partition (lag 0)."""
+
+    def caught_up() -> dict | None:
+        resp = admin.get("/admin/v1/pipeline")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        return body if all(f["caughtUp"] for f in body.values()) else None
+
+    body = wait_for(caught_up, timeout_s=30, every_s=0.25)
+    assert set(body) == {"logIngest", "datasetRules"}
+    return body
+
+
+def test_a_report_with_large_metadata_is_logged_once_and_the_pipeline_flows(stack, api, other, admin) -> None:
     # 9 MB of metadata under the 10 MB body cap. The log event carries the request's metadata once (inside
     # reqPayload, with only the tags beside it), so it fits what the bus takes; it used to be copied twice,
     # 18 MB, spooled and replayed forever.
@@ -43,9 +58,10 @@ def test_a_report_with_large_metadata_is_logged_once_and_the_pipeline_flows(stac
     _canary(other)
     spool = stack.data_dir / "gateway" / "spool" / "spool.bin"
     assert not spool.exists() or spool.stat().st_size == 0
+    pipeline_caught_up(admin)
 
 
-def test_a_report_whose_event_the_bus_cannot_take_is_413_and_the_pipeline_flows(stack, api, other) -> None:
+def test_a_report_whose_event_the_bus_cannot_take_is_413_and_the_pipeline_flows(stack, api, other, admin) -> None:
     # An Anthropic report is logged with its OpenAI view beside it: 9 MB of answer is 18 MB of event, over
     # what the bus takes. Refused before anything is kept, naming the limit; nothing is spooled.
     answer = {"id": "msg_big", "type": "message", "role": "assistant", "model": "claude-3-5-haiku",
@@ -62,10 +78,11 @@ def test_a_report_whose_event_the_bus_cannot_take_is_413_and_the_pipeline_flows(
     _canary(api)
     spool = stack.data_dir / "gateway" / "spool" / "spool.bin"
     assert not spool.exists() or spool.stat().st_size == 0
+    pipeline_caught_up(admin)
 
 
 @pytest.mark.parametrize("tokens", [-1, 2**32, 2**63 - 1])
-def test_token_counts_out_of_range_are_clamped_and_the_pipeline_flows(api, other, tokens) -> None:
+def test_token_counts_out_of_range_are_clamped_and_the_pipeline_flows(api, other, admin, tokens) -> None:
     tag = uuid.uuid4().hex
     resp = api.post("/report", json={"statusCode": 200, "reqPayload": {
         "model": "gpt-4o-mini", "messages": [], "metadata": {"hostile": tag}}, "respPayload": {
@@ -74,6 +91,7 @@ def test_token_counts_out_of_range_are_clamped_and_the_pipeline_flows(api, other
     [log] = wait_for(lambda: search(api, metadata__hostile=tag), timeout_s=10)
     assert log["usage"]["promptTokens"] == (0 if tokens < 0 else 2**32 - 1)
     _canary(other)
+    pipeline_caught_up(admin)
 
 
 def _project(admin: httpx.Client, stack) -> tuple[str, httpx.Client]:
@@ -116,6 +134,8 @@ def test_a_log_whose_messages_are_not_a_list_does_not_stop_standing_import_rules
         [entry] = wait_for(lambda: _entries(hostile, dataset_a), timeout_s=10)
         assert entry["messages"][0]["content"] == "after"  # the two that cannot train are skipped
         assert len(search(hostile, metadata__rule=tag_a)) == 3  # and all three are logged
+    rules = pipeline_caught_up(admin)["datasetRules"]
+    assert all(p["highWater"] is not None for p in rules["partitions"])
 
 
 def test_a_broken_record_on_the_bus_is_a_dead_letter_that_replays_once_fixed(stack, admin) -> None:
@@ -169,6 +189,8 @@ def test_a_broken_record_on_the_bus_is_a_dead_letter_that_replays_once_fixed(sta
 
         time.sleep(1.0)
         assert len(search(client, metadata__replayed=tag)) == 1
+    ingest = pipeline_caught_up(admin)["logIngest"]
+    assert ingest["setAside"] >= 1  # the broken record, set aside: log-ingest went on past it
 
     from tests.e2e.test_cli import refinery
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.test_poison import _canary
+from tests.e2e.test_poison import _canary, pipeline_caught_up
 
 BUSY_WAIT_S = 30
 
@@ -90,6 +90,7 @@ def test_exports_whose_client_hangs_up_after_the_first_chunk_leave_the_pipeline_
         assert len(resp.content.splitlines()) == logs
     spool = stack.data_dir / "gateway" / "spool" / "spool.bin"
     assert not spool.exists() or spool.stat().st_size == 0
+    pipeline_caught_up(admin)
 
 
 def test_whole_project_metadata_updates_sent_at_once_are_applied_or_told_to_retry_and_others_flow(
@@ -118,3 +119,4 @@ def test_whole_project_metadata_updates_sent_at_once_are_applied_or_told_to_retr
         for i in applied:
             assert _total(hostile, **{f"metadata__k{i}": tags[i]}) == logs
     _canary(other)
+    pipeline_caught_up(admin)

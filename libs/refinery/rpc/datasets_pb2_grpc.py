@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from refinery.rpc import datasets_pb2 as refinery_dot_rpc_dot_datasets__pb2
+from refinery.rpc import logs_pb2 as refinery_dot_rpc_dot_logs__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -153,6 +154,11 @@ class DatasetsStub:
                 '/refinery.rpc.Datasets/ReadSnapshot',
                 request_serializer=refinery_dot_rpc_dot_datasets__pb2.SnapshotRef.SerializeToString,
                 response_deserializer=refinery_dot_rpc_dot_datasets__pb2.JsonlChunk.FromString,
+                _registered_method=True)
+        self.RulesProgress = channel.unary_unary(
+                '/refinery.rpc.Datasets/RulesProgress',
+                request_serializer=refinery_dot_rpc_dot_logs__pb2.ProgressRequest.SerializeToString,
+                response_deserializer=refinery_dot_rpc_dot_logs__pb2.FollowerProgress.FromString,
                 _registered_method=True)
 
 
@@ -304,6 +310,13 @@ class DatasetsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RulesProgress(self, request, context):
+        """How far the standing import rules' follower has got on the request-log topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -426,6 +439,11 @@ def add_DatasetsServicer_to_server(servicer, server):
                     servicer.ReadSnapshot,
                     request_deserializer=refinery_dot_rpc_dot_datasets__pb2.SnapshotRef.FromString,
                     response_serializer=refinery_dot_rpc_dot_datasets__pb2.JsonlChunk.SerializeToString,
+            ),
+            'RulesProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.RulesProgress,
+                    request_deserializer=refinery_dot_rpc_dot_logs__pb2.ProgressRequest.FromString,
+                    response_serializer=refinery_dot_rpc_dot_logs__pb2.FollowerProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1076,6 +1094,33 @@ class Datasets:
             '/refinery.rpc.Datasets/ReadSnapshot',
             refinery_dot_rpc_dot_datasets__pb2.SnapshotRef.SerializeToString,
             refinery_dot_rpc_dot_datasets__pb2.JsonlChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RulesProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/refinery.rpc.Datasets/RulesProgress',
+            refinery_dot_rpc_dot_logs__pb2.ProgressRequest.SerializeToString,
+            refinery_dot_rpc_dot_logs__pb2.FollowerProgress.FromString,
             options,
             channel_credentials,
             insecure,

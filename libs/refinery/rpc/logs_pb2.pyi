@@ -131,3 +131,27 @@ class UsageResponse(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
+
+class ProgressRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PartitionProgress(_message.Message):
+    __slots__ = ("partition", "done", "high_water")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    HIGH_WATER_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    done: int
+    high_water: int
+    def __init__(self, partition: _Optional[int] = ..., done: _Optional[int] = ..., high_water: _Optional[int] = ...) -> None: ...
+
+class FollowerProgress(_message.Message):
+    __slots__ = ("name", "partitions", "set_aside")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    SET_ASIDE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionProgress]
+    set_aside: int
+    def __init__(self, name: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[PartitionProgress, _Mapping]]] = ..., set_aside: _Optional[int] = ...) -> None: ...

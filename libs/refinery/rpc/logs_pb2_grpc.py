@@ -59,6 +59,11 @@ class LogStoreStub:
                 request_serializer=refinery_dot_rpc_dot_logs__pb2.UsageRequest.SerializeToString,
                 response_deserializer=refinery_dot_rpc_dot_logs__pb2.UsageResponse.FromString,
                 _registered_method=True)
+        self.Progress = channel.unary_unary(
+                '/refinery.rpc.LogStore/Progress',
+                request_serializer=refinery_dot_rpc_dot_logs__pb2.ProgressRequest.SerializeToString,
+                response_deserializer=refinery_dot_rpc_dot_logs__pb2.FollowerProgress.FromString,
+                _registered_method=True)
 
 
 class LogStoreServicer:
@@ -95,6 +100,13 @@ class LogStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Progress(self, request, context):
+        """How far ingestion has got on the request-log topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +134,11 @@ def add_LogStoreServicer_to_server(servicer, server):
                     servicer.Usage,
                     request_deserializer=refinery_dot_rpc_dot_logs__pb2.UsageRequest.FromString,
                     response_serializer=refinery_dot_rpc_dot_logs__pb2.UsageResponse.SerializeToString,
+            ),
+            'Progress': grpc.unary_unary_rpc_method_handler(
+                    servicer.Progress,
+                    request_deserializer=refinery_dot_rpc_dot_logs__pb2.ProgressRequest.FromString,
+                    response_serializer=refinery_dot_rpc_dot_logs__pb2.FollowerProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +276,33 @@ class LogStore:
             '/refinery.rpc.LogStore/Usage',
             refinery_dot_rpc_dot_logs__pb2.UsageRequest.SerializeToString,
             refinery_dot_rpc_dot_logs__pb2.UsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Progress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/refinery.rpc.LogStore/Progress',
+            refinery_dot_rpc_dot_logs__pb2.ProgressRequest.SerializeToString,
+            refinery_dot_rpc_dot_logs__pb2.FollowerProgress.FromString,
             options,
             channel_credentials,
             insecure,
