@@ -23,27 +23,9 @@ from refinery.stack.platform import Stack
 
 from bench.scenarios import progress
 from tests.fakes.running import running_fake_llm
+from tests.grader_templates import EXACT_MATCH  # the docs' template, verbatim, as the eval tests run it
 
 API_KEY = "opk-bench-evals-0001"
-
-EXACT_MATCH = """
-function grader({ messages, tools, toolChoice, generatedOutput, datasetOutput }: GraderArgs): number {
-  if (!exactToolCallsMatch(generatedOutput.tool_calls, datasetOutput.tool_calls)) {
-    return 0.0;
-  }
-  if (generatedOutput.content !== datasetOutput.content) {
-    return 0.0;
-  }
-  return 1.0;
-}
-interface GraderArgs {
-  messages: unknown;
-  tools: unknown;
-  toolChoice: unknown;
-  generatedOutput: { content: string | null; tool_calls: unknown };
-  datasetOutput: { content: string | null; tool_calls: unknown };
-}
-"""
 
 
 def _dataset(api: httpx.Client, rows: int) -> str:

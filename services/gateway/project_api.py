@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,7 @@ class KeyOut(BaseModel):
     readOnly: bool
     createdAt: float | None = Field(description="Seconds since the epoch")
     revokedAt: float | None = None
+    expiresAt: float | None = Field(default=None, description="Seconds since the epoch; null: never")
 
 
 class KeysOut(BaseModel):
@@ -42,8 +44,12 @@ class KeysOut(BaseModel):
 
 
 class IssueKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(default="", max_length=200)
     readOnly: bool = False
+    expiresInDays: float | None = Field(default=None, gt=0, le=3650,
+                                        description="The key stops working this many days after it is issued")
 
 
 class IssuedKeyOut(KeyOut):
@@ -81,7 +87,7 @@ class ProvidersOut(BaseModel):
 
 def _key(k: ApiKey) -> dict:
     return {"id": k.id, "name": k.name, "prefix": k.prefix, "readOnly": k.read_only,
-            "createdAt": k.created_at, "revokedAt": k.revoked_at}
+            "createdAt": k.created_at, "revokedAt": k.revoked_at, "expiresAt": k.expires_at}
 
 
 @router.get("/project", response_model=ProjectInfoOut, summary="The project of this API key")
@@ -103,8 +109,9 @@ async def list_keys(request: Request, project_id: str = Depends(project_of)) -> 
 @router.post("/keys", status_code=201, response_model=IssuedKeyOut,
              summary="Issue an API key (`readOnly`: it can read every route but change nothing)")
 async def issue_key(body: IssueKeyIn, request: Request, project_id: str = Depends(project_of)) -> IssuedKeyOut:
+    expires_at = time.time() + body.expiresInDays * 86_400 if body.expiresInDays is not None else None
     info, key = await asyncio.to_thread(request.app.state.deps.projects.issue_key, project_id, body.name,
-                                        read_only=body.readOnly)
+                                        read_only=body.readOnly, expires_at=expires_at)
     return IssuedKeyOut(**_key(info), key=key)
 
 

@@ -51,9 +51,11 @@ api_keys_table = Table(
     Column("read_only", Boolean, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    Column("expires_at", Float, nullable=True),
 )
 _ADDED_KEY_COLUMNS = ("key_id VARCHAR(32)", "name VARCHAR(200) NOT NULL DEFAULT ''",
-                      "read_only BOOLEAN NOT NULL DEFAULT false", "created_at FLOAT", "revoked_at FLOAT")
+                      "read_only BOOLEAN NOT NULL DEFAULT false", "created_at FLOAT", "revoked_at FLOAT",
+                      "expires_at FLOAT")
 providers_table = Table(
     "providers", projections,
     Column("project_id", String(64), primary_key=True),
@@ -99,6 +101,7 @@ class ApiKey:
     read_only: bool
     created_at: float | None
     revoked_at: float | None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,15 +126,21 @@ class ProjectRegistry(EventSourcedStore):
         _upgrade(self.engine)
         self._keys: dict[str, str] = {}
         self._read_only: set[str] = set()
+        self._expiry: dict[str, float] = {}  # only keys that expire
         with self.engine.connect() as conn:
             for row in conn.execute(select(api_keys_table).where(api_keys_table.c.revoked_at.is_(None))):
                 self._keys[row.key_hash] = row.project_id
                 if row.read_only:
                     self._read_only.add(row.key_hash)
+                if row.expires_at is not None:
+                    self._expiry[row.key_hash] = row.expires_at
 
     def authenticate(self, api_key: str) -> str | None:
         """Project id for a live key (read-only ones included), from memory: no database work on the hot path."""
-        return self._keys.get(hash_key(api_key))
+        key_hash = hash_key(api_key)
+        if self._expiry and key_hash in self._expiry and self._expiry[key_hash] <= time.time():
+            return None
+        return self._keys.get(key_hash)
 
     def can_write(self, api_key: str) -> bool:
         """Whether a key may change anything (a read-only key reads only)."""
@@ -140,25 +149,34 @@ class ProjectRegistry(EventSourcedStore):
     def writer(self, api_key: str) -> str | None:
         """Project id for a live key that may write; None for an unknown, revoked or read-only one (one hash)."""
         key_hash = hash_key(api_key)
-        return None if key_hash in self._read_only else self._keys.get(key_hash)
+        if key_hash in self._read_only:
+            return None
+        if self._expiry and key_hash in self._expiry and self._expiry[key_hash] <= time.time():
+            return None
+        return self._keys.get(key_hash)
 
-    def issue_key(self, project_id: str, name: str, *, read_only: bool = False) -> tuple[ApiKey, str]:
-        """A new key for the project; the key itself is returned this once and only its hash is kept."""
+    def issue_key(self, project_id: str, name: str, *, read_only: bool = False,
+                  expires_at: float | None = None) -> tuple[ApiKey, str]:
+        """A new key for the project; the key itself is returned this once and only its hash is kept.
+        With `expires_at` (seconds since the epoch) it stops authenticating then."""
         key = new_api_key()
         key_hash = hash_key(key)
         info = ApiKey(id=uuid.uuid4().hex[:16], name=name.strip(), prefix=key[:8], read_only=read_only,
-                      created_at=time.time(), revoked_at=None)
+                      created_at=time.time(), revoked_at=None, expires_at=expires_at)
 
         def run(conn: Connection) -> None:
             if eventstore.current_version(conn, project_id) == 0:
                 raise KeyError(project_id)
             self._append(conn, project_id, project_id, [(API_KEY_ISSUED, ApiKeyIssued(
-                key_hash=key_hash, key_prefix=info.prefix, key_id=info.id, name=info.name, read_only=read_only))])
+                key_hash=key_hash, key_prefix=info.prefix, key_id=info.id, name=info.name, read_only=read_only,
+                expires_at=expires_at))])
             conn.execute(insert(api_keys_table).values(
                 key_hash=key_hash, project_id=project_id, key_prefix=info.prefix, key_id=info.id, name=info.name,
-                read_only=read_only, created_at=info.created_at))
+                read_only=read_only, created_at=info.created_at, expires_at=expires_at))
 
         self._write(run)
+        if expires_at is not None:
+            self._expiry[key_hash] = expires_at
         self._keys[key_hash] = project_id
         if read_only:
             self._read_only.add(key_hash)
@@ -168,8 +186,8 @@ class ProjectRegistry(EventSourcedStore):
         with self.engine.connect() as conn:
             rows = conn.execute(select(api_keys_table).where(api_keys_table.c.project_id == project_id)
                                 .order_by(api_keys_table.c.created_at, api_keys_table.c.key_id))
-            return [ApiKey(r.key_id, r.name, r.key_prefix, bool(r.read_only), r.created_at, r.revoked_at)
-                    for r in rows]
+            return [ApiKey(r.key_id, r.name, r.key_prefix, bool(r.read_only), r.created_at, r.revoked_at,
+                           r.expires_at) for r in rows]
 
     def revoke_key(self, project_id: str, key_id: str) -> ApiKey:
         """Revokes one of the project's keys (it stops authenticating at once). Raises KeyError for a key
@@ -182,16 +200,19 @@ class ProjectRegistry(EventSourcedStore):
             row = next((r for r in rows if r.key_id == key_id), None)
             if row is None:
                 raise KeyError(key_id)
-            if not row.read_only and sum(1 for r in rows if not r.read_only) == 1:
-                raise KeyRefused("this is the project's only full-access key: issue another before revoking it")
             now = time.time()
+            full = [r for r in rows if not r.read_only and (r.expires_at is None or r.expires_at > now)]
+            if [r.key_id for r in full] == [key_id]:
+                raise KeyRefused("this is the project's only full-access key: issue another before revoking it")
             self._append(conn, project_id, project_id,
                          [(API_KEY_REVOKED, ApiKeyRevoked(key_id=key_id, key_hash=row.key_hash))])
             conn.execute(update(api_keys_table).where(api_keys_table.c.key_hash == row.key_hash)
                          .values(revoked_at=now))
             self._keys.pop(row.key_hash, None)  # inside the lock: no request authenticates with it after this
             self._read_only.discard(row.key_hash)
-            return ApiKey(row.key_id, row.name, row.key_prefix, bool(row.read_only), row.created_at, now)
+            self._expiry.pop(row.key_hash, None)
+            return ApiKey(row.key_id, row.name, row.key_prefix, bool(row.read_only), row.created_at, now,
+                          row.expires_at)
 
         return self._write(run)
 

@@ -386,3 +386,18 @@ def test_settings_save_a_provider_with_model_costs_and_never_show_its_key(page: 
     page.reload()
     expect(page.locator("tr.provider-row")).to_contain_text("https://llm.acme.test/v1")
     assert "sk-secret" not in page.content()
+
+
+def test_an_expired_key_returns_to_the_sign_in_page(page: Page, stack: Stack, api: httpx.Client):
+    issued = api.post("/keys", json={"name": "brief", "expiresInDays": 4 / 86_400}).json()  # four seconds
+    assert issued["expiresAt"] == pytest.approx(time.time() + 4, abs=3)
+    sign_in(page, stack.url, issued["key"])
+    expect(page.locator("#top")).to_be_visible()
+    time.sleep(max(0.0, issued["expiresAt"] - time.time()) + 0.5)
+    page.goto(f"{stack.url}/#/datasets")
+    expect(page.locator("#signin-message")).to_contain_text("no longer valid")
+    page.fill("#api-key", issued["key"])
+    page.click("button[type=submit]")
+    expect(page.locator("#signin-error")).to_have_text("That API key is not valid.")
+    listed = {k["id"]: k for k in api.get("/keys").json()["data"]}
+    assert listed[issued["id"]]["expiresAt"] == issued["expiresAt"]

@@ -66,3 +66,22 @@ def test_a_database_from_before_key_names_is_upgraded(tmp_path: Path) -> None:
     assert reg.authenticate("opk-abcdefgh") == "p-old" and reg.can_write("opk-abcdefgh")
     [old] = reg.keys("p-old")
     assert old.id == hash_key("opk-abcdefgh")[:16] and old.name == "" and not old.read_only
+
+
+def test_an_expired_key_stops_authenticating_and_does_not_count_as_full_access(tmp_path: Path) -> None:
+    import time
+
+    reg = _registry(tmp_path / "p.db")
+    project, first = reg.create_project("demo")
+    soon, soon_key = reg.issue_key(project.id, "soon", expires_at=time.time() + 3600)
+    _, gone_key = reg.issue_key(project.id, "gone", expires_at=time.time() - 1)
+    assert reg.authenticate(soon_key) == project.id and reg.writer(soon_key) == project.id
+    assert reg.authenticate(gone_key) is None and reg.writer(gone_key) is None
+    assert [k.expires_at is not None for k in reg.keys(project.id)] == [False, True, True]
+    reg.revoke_key(project.id, soon.id)
+    # The expired key is no full-access key: the first one is the last and stays.
+    with pytest.raises(KeyRefused):
+        reg.revoke_key(project.id, reg.keys(project.id)[0].id)
+    reg.close()
+    again = _registry(tmp_path / "p.db")
+    assert again.authenticate(gone_key) is None and again.authenticate(first) == project.id

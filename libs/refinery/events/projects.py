@@ -29,6 +29,7 @@ class ApiKeyIssued(BaseModel):
     key_id: str | None = None
     name: str = ""
     read_only: bool = False
+    expires_at: float | None = None  # seconds since the epoch; the key stops authenticating then
 
 
 class ApiKeyRevoked(BaseModel):

@@ -12,8 +12,12 @@ export async function render(view) {
 
   const name = h("input", { id: "key-name", placeholder: "Key name", "aria-label": "Key name", maxlength: 200 });
   const readOnly = h("input", { type: "checkbox", id: "key-read-only" });
+  const expires = h("input", { id: "key-expires-days", type: "number", min: 1, max: 3650, placeholder: "never",
+    "aria-label": "Expires after days" });
   const issue = h("button", { type: "button", class: "primary", id: "issue-key", onclick: () => act(issue, async () => {
-    const k = await api.post("/keys", { name: name.value.trim(), readOnly: readOnly.checked });
+    const body = { name: name.value.trim(), readOnly: readOnly.checked };
+    if (expires.value) body.expiresInDays = Number(expires.value);
+    const k = await api.post("/keys", body);
     issued.replaceChildren(h("div", { class: "card notice-card" },
       h("p", {}, `New ${k.readOnly ? "read-only " : ""}key "${k.name || k.prefix}": copy it now, it is not shown again.`),
       h("code", { id: "new-key", class: "secret" }, k.key)));
@@ -24,11 +28,12 @@ export async function render(view) {
   async function drawKeys(list) {
     const data = list || (await api.get("/keys")).data;
     keyTable.replaceChildren(
-      h("thead", {}, h("tr", {}, ["Name", "Key", "Access", "Created", "Status", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["Name", "Key", "Access", "Created", "Expires", "Status", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, data.map((k) => h("tr", { class: "key-row", dataset: { id: k.id } },
         h("td", {}, k.name || "—"), h("td", {}, h("code", {}, `${k.prefix}…`)),
         h("td", {}, k.readOnly ? "read-only" : "full"), h("td", { class: "nowrap" }, when(k.createdAt)),
-        h("td", {}, k.revokedAt ? `revoked ${when(k.revokedAt)}` : "active"),
+        h("td", { class: "nowrap" }, k.expiresAt ? when(k.expiresAt) : "never"),
+        h("td", {}, k.revokedAt ? `revoked ${when(k.revokedAt)}` : k.expiresAt && k.expiresAt * 1000 <= Date.now() ? "expired" : "active"),
         h("td", {}, k.revokedAt ? "" : h("button", { type: "button", class: "danger revoke", onclick: (e) => act(e.target, async () => {
           if (!confirm(`Revoke key "${k.name || k.prefix}"? Anything using it stops working at once.`)) return;
           await api.del(`/keys/${encodeURIComponent(k.id)}`);
@@ -76,7 +81,8 @@ export async function render(view) {
     h("div", { class: "page-head" }, h("h1", {}, "Settings"), h("span", { class: "muted" }, `Project ${project.name} (${project.id})`)),
     h("section", { class: "card" }, h("h2", {}, "API keys"),
       h("p", { class: "muted" }, "A read-only key can read every page and route but change nothing."),
-      h("div", { class: "toolbar" }, name, h("label", { class: "inline" }, readOnly, "read-only"), issue), issued, keyTable),
+      h("div", { class: "toolbar" }, name, h("label", { class: "inline" }, readOnly, "read-only"),
+        h("label", { class: "inline" }, "expires after", expires, "days"), issue), issued, keyTable),
     h("section", { class: "card" }, h("h2", {}, "Providers"),
       h("p", { class: "muted" }, "Where calls to gpt-*, anthropic:, gemini: and openpipe:<provider>/<model> models go. Keys are stored encrypted and never shown again."),
       h("datalist", { id: "known-providers" }, KNOWN.map(([n]) => h("option", { value: n }))),
