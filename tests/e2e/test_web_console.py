@@ -363,6 +363,9 @@ def test_a_fine_tune_started_in_the_console_draws_its_loss_chart(page: Page, sta
     page.fill("#play-prompt", "Color 7?")
     page.click("#play-send")
     expect(page.locator("#play-answer")).to_contain_text("ms,", timeout=60_000)
+    # A new eval compares the newest fine-tune with the rows' outputs and the model it started from.
+    page.goto(f"{stack.url}/#/evals")
+    expect(page.locator("#eval-models")).to_have_value(f"dataset, openpipe:console-{tag}, openpipe:{BASE}")
 
 
 def test_settings_save_a_provider_with_model_costs_and_never_show_its_key(page: Page, stack: Stack,

@@ -21,8 +21,17 @@ export async function render(view) {
     datasets.data.map((d) => h("option", { value: d.id }, `${d.name} (${d.test_entry_count} test)`)));
   const type = h("select", { id: "eval-type", "aria-label": "Type" },
     h("option", { value: "head_to_head" }, "Head-to-head"), h("option", { value: "criterion" }, "Criterion"), h("option", { value: "code" }, "Code"));
-  const known = ["dataset", ...models.data.filter((m) => m.openpipe.status === "DEPLOYED").map((m) => `openpipe:${m.id}`)];
-  const modelList = h("input", { id: "eval-models", value: known.slice(0, 2).join(", "), placeholder: "dataset, openpipe:my-model, gpt-4o", "aria-label": "Models" });
+  const deployed = models.data.filter((m) => m.openpipe.status === "DEPLOYED")
+    .sort((a, b) => String(b.created).localeCompare(String(a.created)));
+  // The base models those fine-tunes started from (served as `openpipe:<base model id>`), to compare with.
+  const bases = [...new Set(deployed.map((m) => m.openpipe.baseModel).filter((b) => b && b.includes("/") && !b.startsWith("/")))];
+  const known = ["dataset", ...deployed.map((m) => `openpipe:${m.id}`), ...bases.map((b) => `openpipe:${b}`)];
+  // By default: the rows' own outputs, the newest fine-tune and the model it started from.
+  const newest = deployed[0];
+  const picks = ["dataset", ...(newest ? [`openpipe:${newest.id}`] : []),
+    ...(newest && bases.includes(newest.openpipe.baseModel) ? [`openpipe:${newest.openpipe.baseModel}`] : [])];
+  const modelList = h("input", { id: "eval-models", value: picks.join(", "), list: "known-models",
+    placeholder: "dataset, openpipe:my-model, openpipe:<base model id>, gpt-4o", "aria-label": "Models" });
   const judge = h("input", { id: "eval-judge", placeholder: "judge model, e.g. gpt-4o", "aria-label": "Judge model" });
   const instructions = h("textarea", { id: "eval-instructions", rows: 2, placeholder: "Instructions for the judge (optional)", "aria-label": "Instructions" });
   const criterion = h("select", { id: "eval-criterion", "aria-label": "Criterion" }, criteria.data.map((c) => h("option", { value: c.name }, c.name)));
@@ -48,6 +57,7 @@ export async function render(view) {
     });
   } }, h("h2", {}, "New eval"), h("div", { class: "toolbar" }, name, dataset, type),
   h("label", {}, "Models (comma-separated; `dataset` is the rows' own outputs)", modelList),
+  h("datalist", { id: "known-models" }, known.map((m) => h("option", { value: m }))),
   parts.head_to_head, parts.criterion, parts.code,
   h("label", { class: "inline" }, auto, "add models as they are deployed on this dataset"), h("div", { class: "toolbar" }, create));
   view.append(h("div", { class: "page-head" }, h("h1", {}, "Evals")), form,
