@@ -21,6 +21,7 @@ import httpx
 import orjson
 from refinery.stack.platform import Stack
 
+from bench.columns import print_columns
 from bench.load import pct
 from bench.scenarios import progress
 from tests.e2e.browser import chromium, sign_in
@@ -138,12 +139,9 @@ def main() -> int:
     finally:
         stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    header = ["console view", "p50 ms", "p90 ms", "max ms"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\nConsole with {args.logs:,} logs and {args.entries:,} entries (headless Chromium, embedded durable stack,"
-          " 2 cores shared by browser and services; budget: logs first paint < 1000 ms)")
-    for r in [header, *rows]:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_columns(f"Console with {args.logs:,} logs and {args.entries:,} entries (headless Chromium, embedded "
+                  "durable stack, 2 cores shared by browser and services; budget: logs first paint < 1000 ms)",
+                  ["console view", "p50 ms", "p90 ms", "max ms"], rows)
     return 0
 
 

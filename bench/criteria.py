@@ -22,6 +22,7 @@ import httpx
 from refinery.stack.platform import Stack
 from refinery.stack.process import ManagedProcess, free_port
 
+from bench.columns import print_columns
 from bench.load import pct
 from bench.scenarios import progress
 
@@ -93,11 +94,8 @@ def main() -> int:
         stack.stop()
         fake.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    header = ["criteria operation", "samples", "p50 ms", "p99 ms"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print("\nCriteria latency (durable embedded stack, fake upstream without delay, 2 cores shared)")
-    for r in [header, *rows]:
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_columns("Criteria latency (durable embedded stack, fake upstream without delay, 2 cores shared)",
+                  ["criteria operation", "samples", "p50 ms", "p99 ms"], rows)
     return 0
 
 

@@ -20,6 +20,7 @@ import httpx
 import orjson
 from refinery.stack.platform import Stack
 
+from bench.columns import print_columns
 from bench.load import pct
 from bench.scenarios import progress
 
@@ -137,11 +138,8 @@ def main() -> int:
     finally:
         stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    header = ["dataset operation", "entries", "seconds", "entries/s", "note"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print("\nDataset throughput (durable embedded stack, 2 cores shared by client and services)")
-    for r in [header, *rows]:
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_columns("Dataset throughput (durable embedded stack, 2 cores shared by client and services)",
+                  ["dataset operation", "entries", "seconds", "entries/s", "note"], rows)
     return 0
 
 

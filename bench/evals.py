@@ -21,6 +21,7 @@ import httpx
 from eval.grading import GraderSandbox
 from refinery.stack.platform import Stack
 
+from bench.columns import print_columns
 from bench.scenarios import progress
 from tests.fakes.running import running_fake_llm
 from tests.grader_templates import EXACT_MATCH  # the docs' template, verbatim, as the eval tests run it
@@ -113,11 +114,8 @@ def main() -> int:
                 stack.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    header = ["eval", "rows", "seconds", "rows/s", ""]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print("\nEvaluation throughput (durable embedded stack, fake upstream without delay, 2 cores shared)")
-    for r in [header, *rows]:
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_columns("Evaluation throughput (durable embedded stack, fake upstream without delay, 2 cores shared)",
+                  ["eval", "rows", "seconds", "rows/s", ""], rows)
     print("\nCode-grader sandbox cost (Deno, no permissions)")
     for r in sandbox_rows:
         print("  " + "  ".join(r))

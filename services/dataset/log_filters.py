@@ -10,20 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from refinery.stores.logstore import scalar_text
+from refinery.stores.logstore import (
+    FilterError,
+    any_of_target,
+    contains_target,
+    metadata_key,
+    scalar_text,
+)
 
 FIELDS = "model, completionId, statusCode, metadata.<key>, tags.<key>, text, from or to"
-TEXT_FIELDS = "request, response, text, model, completionId and metadata.<key>"
-# What `contains` / `not_contains` look in, as log-ingest's search does (logstore._TEXT_COLUMNS).
-_TEXT_KEYS = {
-    "request": ("req_payload",),
-    "response": ("resp_payload", "resp_openai"),
-    "text": ("req_payload", "resp_payload", "resp_openai"),
-}
-
-
-class FilterError(ValueError):
-    """A filter names a field that cannot be searched, or a value of the wrong kind."""
+# Columns whose event value is the text itself; the payload columns are searched as their JSON text,
+# as the log store holds them.
+_SCALAR_COLUMNS = frozenset({"model", "completion_id"})
 
 
 def _number(field: str, value: str) -> float:
@@ -41,21 +39,10 @@ def check(filters: list[dict[str, str]], *, standing: bool = False) -> None:
         if field == "id" and standing:
             raise FilterError("a standing rule cannot name log ids: it imports logs that arrive later")
         if op == "any_of":
-            if field not in ("id", "model", "completionId"):
-                raise FilterError(f"{field} filters cannot take anyOf: it works on id, model and completionId")
-            try:
-                values = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise FilterError("anyOf needs a JSON array of strings") from exc
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise FilterError("anyOf needs a JSON array of strings")
+            any_of_target(field, value)
             continue
         if op not in ("", "equals"):
-            if op not in ("contains", "not_contains"):
-                raise FilterError(f"unknown filter operator {op!r}: use equals, contains or notContains")
-            if field not in ("request", "response", "text", "model", "completionId") and not (
-                    field.startswith(("metadata.", "tags.")) and field.split(".", 1)[1]):
-                raise FilterError(f"{field} filters take equals only; contains and notContains work on {TEXT_FIELDS}")
+            contains_target(field, op)
             continue
         if field in ("request", "response"):
             raise FilterError(f"{field} filters take contains or notContains, not equals")
@@ -63,10 +50,7 @@ def check(filters: list[dict[str, str]], *, standing: bool = False) -> None:
             continue
         if field in ("statusCode", "from", "to"):
             _number(field, value)
-        elif field.startswith(("metadata.", "tags.")):
-            if not field.split(".", 1)[1]:
-                raise FilterError(f"filter field {field!r} names no key")
-        else:
+        elif metadata_key(field) is None:
             raise FilterError(f"unknown filter field {field!r}: use {FIELDS}")
 
 
@@ -76,17 +60,13 @@ def _contains(payload: Any, needle: str) -> bool:
     return needle in orjson.dumps(payload).decode().lower()
 
 
-def _text_match(field: str, needle: str, log: dict[str, Any]) -> bool:
-    """Case-insensitive substring test on one text field of a recorded log."""
-    if field in _TEXT_KEYS:
-        return any(_contains(log.get(k), needle) for k in _TEXT_KEYS[field])
-    if field == "model":
-        return needle in (log.get("model") or "").lower()
-    if field == "completionId":
-        return needle in (log.get("completion_id") or "").lower()
-    meta = log.get("metadata") or {}
-    key = field.split(".", 1)[1]
-    return needle in str(meta.get(key, "")).lower()
+def _text_match(field: str, op: str, needle: str, log: dict[str, Any]) -> bool:
+    """Case-insensitive substring test on one text field of a recorded log (what `contains_target` says)."""
+    columns, key = contains_target(field, op)
+    if key is not None:
+        return needle in str((log.get("metadata") or {}).get(key, "")).lower()
+    return any(needle in str(log.get(c) or "").lower() if c in _SCALAR_COLUMNS else _contains(log.get(c), needle)
+               for c in columns)
 
 
 def matches(filters: list[dict[str, str]], log: dict[str, Any]) -> bool:
@@ -95,10 +75,10 @@ def matches(filters: list[dict[str, str]], log: dict[str, Any]) -> bool:
         field, value, value_type = f["field"], f["value"], f.get("value_type", "string")
         op = f.get("op", "")
         if op in ("contains", "not_contains"):
-            ok = _text_match(field, value.lower(), log) == (op == "contains")
+            ok = _text_match(field, op, value.lower(), log) == (op == "contains")
         elif op == "any_of":
-            column = {"model": "model", "completionId": "completion_id"}.get(field)
-            ok = column is not None and (log.get(column) or "") in orjson.loads(value)
+            column, values = any_of_target(field, value)
+            ok = (log.get(column) or "") in values
         elif field == "model":
             ok = (log.get("model") or "") == value
         elif field == "completionId":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from refinery.bus.progress import progress_from_message
 from refinery.rpc import logs_pb2
 
 from gateway.auth import admin_only
@@ -53,8 +54,8 @@ async def set_provider(project_id: str, provider: str, body: ProviderIn, request
 
 
 def _follower(p: logs_pb2.FollowerProgress) -> dict:
-    partitions = [{"partition": x.partition, "done": x.done, "highWater": None if x.high_water < 0 else x.high_water,
-                   "lag": None if x.high_water < 0 else max(0, x.high_water - x.done)} for x in p.partitions]
+    partitions = [{"partition": x.partition, "done": x.done, "highWater": x.high_water, "lag": x.lag}
+                  for x in progress_from_message(p)]
     known = [x["lag"] for x in partitions if x["lag"] is not None]
     return {"name": p.name, "partitions": partitions, "lag": sum(known) if known else None,
             "caughtUp": bool(partitions) and all(x["lag"] == 0 for x in partitions), "setAside": p.set_aside}

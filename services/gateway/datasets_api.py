@@ -18,7 +18,7 @@ from refinery.rpc import datasets_pb2
 from gateway.auth import project_of
 from gateway.error_mapping import DATASETS, call
 from gateway.errors import ApiError
-from gateway.log_reads import LogFilterIn, bound_positions, to_filters
+from gateway.log_reads import LogFilterIn, bound_positions, filter_out, to_filters
 from gateway.rendering import input_json, iso, json_response, jsonl_stream, raw_json
 
 router = APIRouter(prefix="/api/v1")
@@ -236,13 +236,9 @@ class ImportLogsIn(BaseModel):
     standing: bool = Field(default=False, description="Also import matching logs as they arrive")
 
 
-_OP_NAMES = {"contains": "contains", "not_contains": "notContains", "any_of": "anyOf"}
-
-
 def _rule(r: datasets_pb2.ImportRule) -> dict[str, Any]:
     return {"object": "dataset.import_rule", "id": r.id, "dataset_id": r.dataset_id,
-            "filters": [{"field": f.field, _OP_NAMES.get(f.op, "equals"): orjson.loads(f.value) if f.op == "any_of"
-                         else f.value} for f in r.filters],
+            "filters": [filter_out(f) for f in r.filters],
             "created": iso(r.created_at), "imported": r.imported}
 
 

@@ -3,6 +3,8 @@ REST filter shape, its gRPC form, and the positions the read must wait for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,22 +34,27 @@ class LogFilterIn(BaseModel):
                                     description="One of these values (id, model, completionId)")
 
 
+# The wire name of each operator besides `equals`, and its gRPC `op`.
+OPS = {"contains": "contains", "notContains": "not_contains", "anyOf": "any_of"}
+
+
+def filter_out(f: logs_pb2.Filter) -> dict[str, Any]:
+    """A filter in its wire form again (`to_filters` read back), as a standing rule shows it."""
+    wire = next((name for name, op in OPS.items() if op == f.op), "equals")
+    return {"field": f.field, wire: orjson.loads(f.value) if f.op == "any_of" else f.value}
+
+
 def to_filters(filters: list[LogFilterIn]) -> list[logs_pb2.Filter]:
     out = []
     for f in filters:
-        given = [name for name in ("equals", "contains", "notContains", "anyOf") if getattr(f, name) is not None]
+        given = [name for name in ("equals", *OPS) if getattr(f, name) is not None]
         if len(given) > 1:
             raise ApiError(400, "BAD_REQUEST", "Input validation failed", [
                 f"filter {f.field!r}: give one of equals, contains, notContains, anyOf (got {', '.join(given)})"])
-        if f.anyOf is not None:
-            out.append(logs_pb2.Filter(field=f.field, value=orjson.dumps(f.anyOf).decode(), value_type="string",
-                                       op="any_of"))
-            continue
-        if f.contains is not None:
-            out.append(logs_pb2.Filter(field=f.field, value=f.contains, value_type="string", op="contains"))
-            continue
-        if f.notContains is not None:
-            out.append(logs_pb2.Filter(field=f.field, value=f.notContains, value_type="string", op="not_contains"))
+        if given and given[0] in OPS:
+            value = getattr(f, given[0])
+            out.append(logs_pb2.Filter(field=f.field, op=OPS[given[0]], value_type="string",
+                                       value=orjson.dumps(value).decode() if given[0] == "anyOf" else value))
             continue
         value = f.equals
         if isinstance(value, bool):

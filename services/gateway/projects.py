@@ -53,9 +53,6 @@ api_keys_table = Table(
     Column("revoked_at", Float, nullable=True),
     Column("expires_at", Float, nullable=True),
 )
-_ADDED_KEY_COLUMNS = ("key_id VARCHAR(32)", "name VARCHAR(200) NOT NULL DEFAULT ''",
-                      "read_only BOOLEAN NOT NULL DEFAULT false", "created_at FLOAT", "revoked_at FLOAT",
-                      "expires_at FLOAT")
 providers_table = Table(
     "providers", projections,
     Column("project_id", String(64), primary_key=True),
@@ -65,6 +62,13 @@ providers_table = Table(
     # Added later; `_upgrade` adds it to older databases. JSON {model: [input, output]} USD per million tokens.
     Column("model_costs", Text, nullable=False, server_default="{}"),
 )
+# The columns added after the first release, as `_upgrade` adds them to a database made before them.
+_ADDED_COLUMNS = {
+    "api_keys": ("key_id VARCHAR(32)", "name VARCHAR(200) NOT NULL DEFAULT ''",
+                 "read_only BOOLEAN NOT NULL DEFAULT false", "created_at FLOAT", "revoked_at FLOAT",
+                 "expires_at FLOAT"),
+    "providers": ("model_costs TEXT NOT NULL DEFAULT '{}'",),
+}
 
 
 def hash_key(key: str) -> str:
@@ -76,15 +80,14 @@ def new_api_key() -> str:
 
 
 def _upgrade(engine: Engine) -> None:
-    """Adds the key columns a database made before them lacks; older keys get an id from their hash."""
-    present = {c["name"] for c in inspect(engine).get_columns("api_keys")}
+    """Adds the columns a database made before them lacks; older keys get an id from their hash."""
     with engine.begin() as conn:
-        for column in _ADDED_KEY_COLUMNS:
-            if column.split()[0] not in present:
-                conn.execute(text(f"ALTER TABLE api_keys ADD COLUMN {column}"))
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {c["name"] for c in inspect(conn).get_columns(table)}
+            for column in columns:
+                if column.split()[0] not in present:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
         conn.execute(text("UPDATE api_keys SET key_id = substr(key_hash, 1, 16) WHERE key_id IS NULL"))
-        if "model_costs" not in {c["name"] for c in inspect(conn).get_columns("providers")}:
-            conn.execute(text("ALTER TABLE providers ADD COLUMN model_costs TEXT NOT NULL DEFAULT '{}'"))
 
 
 class KeyRefused(Exception):
@@ -137,8 +140,12 @@ class ProjectRegistry(EventSourcedStore):
 
     def authenticate(self, api_key: str) -> str | None:
         """Project id for a live key (read-only ones included), from memory: no database work on the hot path."""
-        key_hash = hash_key(api_key)
-        if self._expiry and key_hash in self._expiry and self._expiry[key_hash] <= time.time():
+        return self._live(hash_key(api_key))
+
+    def _live(self, key_hash: str) -> str | None:
+        """The project of a key that is neither unknown, revoked nor expired."""
+        expires = self._expiry.get(key_hash) if self._expiry else None
+        if expires is not None and expires <= time.time():
             return None
         return self._keys.get(key_hash)
 
@@ -149,11 +156,7 @@ class ProjectRegistry(EventSourcedStore):
     def writer(self, api_key: str) -> str | None:
         """Project id for a live key that may write; None for an unknown, revoked or read-only one (one hash)."""
         key_hash = hash_key(api_key)
-        if key_hash in self._read_only:
-            return None
-        if self._expiry and key_hash in self._expiry and self._expiry[key_hash] <= time.time():
-            return None
-        return self._keys.get(key_hash)
+        return None if key_hash in self._read_only else self._live(key_hash)
 
     def issue_key(self, project_id: str, name: str, *, read_only: bool = False,
                   expires_at: float | None = None) -> tuple[ApiKey, str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from refinery import internal_auth
@@ -17,10 +18,8 @@ class Upstream:
     base_url: str
     api_key: str
     headers: tuple[tuple[str, str], ...] = ()  # extra request headers (the adapter of a fine-tuned model)
-    prices: tuple[tuple[str, float, float], ...] = ()  # the project's (model, $/Mtok in, out) for this provider
-
-    def price_of(self, model: str) -> tuple[float, float] | None:
-        return next(((i, o) for m, i, o in self.prices if m == model), None)
+    # The project's prices for this provider's models: model → ($/Mtok in, out); built once per settings fetch.
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class ProviderCache:
@@ -37,8 +36,8 @@ class ProviderCache:
         resp = await self._stub.GetProviderSettings(
             projects_pb2.ProviderSettingsRequest(project_id=project_id), timeout=5
         )
-        providers = {p.name: Upstream(p.name, p.base_url.rstrip("/"), p.api_key, prices=tuple(
-            (c.model, c.input_per_mtok, c.output_per_mtok) for c in p.model_costs)) for p in resp.providers}
+        providers = {p.name: Upstream(p.name, p.base_url.rstrip("/"), p.api_key, prices={
+            c.model: (c.input_per_mtok, c.output_per_mtok) for c in p.model_costs}) for p in resp.providers}
         self._cache[project_id] = (now + self._ttl, providers)
         return providers
 

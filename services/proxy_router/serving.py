@@ -136,7 +136,7 @@ class ChatProxy:
             status, message = no_upstream(call.model, route.provider, why_not)
             self._log.failed(call, route.provider, status, message)
             raise ProxyError(status, message)
-        call.prices = upstream.price_of(route.upstream_model)
+        call.prices = upstream.prices.get(route.upstream_model)
         return route, upstream
 
     async def _base_model(self, name: str) -> Upstream | None:

@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from gateway.projects import KeyRefused, ProjectRegistry, hash_key
 from refinery.secrets_box import SecretBox
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 
 def _registry(path: Path) -> ProjectRegistry:
@@ -61,8 +61,13 @@ def test_a_database_from_before_key_names_is_upgraded(tmp_path: Path) -> None:
         conn.execute(text("CREATE TABLE api_keys (key_hash VARCHAR(64) PRIMARY KEY, project_id VARCHAR(64) NOT NULL, "
                           "key_prefix VARCHAR(16) NOT NULL)"))
         conn.execute(text("INSERT INTO api_keys VALUES (:h, 'p-old', 'opk-abcd')"), {"h": hash_key("opk-abcdefgh")})
+        conn.execute(text("CREATE TABLE providers (project_id VARCHAR(64) NOT NULL, provider VARCHAR(64) NOT NULL, "
+                          "base_url VARCHAR(500) NOT NULL, api_key_encrypted VARCHAR(2000) NOT NULL, "
+                          "PRIMARY KEY (project_id, provider))"))
     engine.dispose()
     reg = _registry(path)
+    columns = {c["name"] for c in inspect(reg.engine).get_columns("providers")}
+    assert "model_costs" in columns
     assert reg.authenticate("opk-abcdefgh") == "p-old" and reg.can_write("opk-abcdefgh")
     [old] = reg.keys("p-old")
     assert old.id == hash_key("opk-abcdefgh")[:16] and old.name == "" and not old.read_only

@@ -38,3 +38,9 @@ def progress_message(name: str, partitions: list[PartitionProgress], set_aside: 
     return logs_pb2.FollowerProgress(name=name, set_aside=set_aside, partitions=[
         logs_pb2.PartitionProgress(partition=p.partition, done=p.done,
                                    high_water=-1 if p.high_water is None else p.high_water) for p in partitions])
+
+
+def progress_from_message(message: Any) -> list[PartitionProgress]:
+    """The partitions of a gRPC `FollowerProgress` (`progress_message` read back)."""
+    return [PartitionProgress(p.partition, p.done, None if p.high_water < 0 else p.high_water)
+            for p in message.partitions]

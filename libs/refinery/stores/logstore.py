@@ -95,13 +95,17 @@ class LogFilter:
     op: str = ""
 
 
-_TEXT_COLUMNS = {
+# The fields `contains` / `not_contains` work on (besides metadata.<key>), with the columns each looks
+# in; `any_of`'s fields and their columns. The columns are named as the log event's data keys, so the
+# dataset service's standing rules evaluate the same filters on events with these same tables.
+TEXT_COLUMNS = {
     "request": ("req_payload",),
     "response": ("resp_payload", "resp_openai"),
     "text": ("req_payload", "resp_payload", "resp_openai"),
     "model": ("model",),
     "completionId": ("completion_id",),
 }
+ANY_OF_COLUMNS = {"id": "log_id", "model": "model", "completionId": "completion_id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,44 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+
+
+def metadata_key(field: str) -> str | None:
+    """The key of a `metadata.<key>` / `tags.<key>` field; None for any other field."""
+    if not field.startswith(("metadata.", "tags.")):
+        return None
+    key = field.split(".", 1)[1]
+    if not key:
+        raise FilterError(f"filter field {field!r} names no key")
+    return key
+
+
+def contains_target(field: str, op: str) -> tuple[tuple[str, ...], str | None]:
+    """Where a `contains` / `not_contains` filter looks: (columns, None) for a text field, ((), key) for
+    metadata.<key>; FilterError for another operator or field."""
+    if op not in ("contains", "not_contains"):
+        raise FilterError(f"unknown filter operator {op!r}: use equals, contains or notContains")
+    key = metadata_key(field)
+    if key is not None:
+        return (), key
+    if field not in TEXT_COLUMNS:
+        raise FilterError(f"{field} filters take equals only; contains and notContains work on "
+                          "request, response, text, model, completionId and metadata.<key>")
+    return TEXT_COLUMNS[field], None
+
+
+def any_of_target(field: str, value: str) -> tuple[str, list[str]]:
+    """The column and the values of an `any_of` filter (its value a JSON array of strings)."""
+    column = ANY_OF_COLUMNS.get(field)
+    if column is None:
+        raise FilterError(f"{field} filters cannot take anyOf: it works on id, model and completionId")
+    try:
+        values = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise FilterError("anyOf needs a JSON array of strings") from exc
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise FilterError("anyOf needs a JSON array of strings")
+    return column, values
 
 
 def scalar_text(value: str, value_type: str) -> str:
@@ -321,34 +363,17 @@ class LogStore:
     @staticmethod
     def _any_of(f: LogFilter, name: str, params: dict[str, Any]) -> str:
         """One of several values (a JSON array of strings) on id, model or completionId."""
-        column = {"id": "log_id", "model": "model", "completionId": "completion_id"}.get(f.field)
-        if column is None:
-            raise FilterError(f"{f.field} filters cannot take anyOf: it works on id, model and completionId")
-        try:
-            values = orjson.loads(f.value)
-        except orjson.JSONDecodeError as exc:
-            raise FilterError("anyOf needs a JSON array of strings") from exc
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise FilterError("anyOf needs a JSON array of strings")
-        params[name] = values
+        column, params[name] = any_of_target(f.field, f.value)
         return f"{column} IN {{{name}:Array(String)}}"
 
     @staticmethod
     def _contains(f: LogFilter, name: str, params: dict[str, Any]) -> str:
         """A case-insensitive substring test on a text field, or its negation."""
-        if f.op not in ("contains", "not_contains"):
-            raise FilterError(f"unknown filter operator {f.op!r}: use equals, contains or notContains")
-        if f.field.startswith(("metadata.", "tags.")):
-            key = f.field.split(".", 1)[1]
-            if not key:
-                raise FilterError(f"filter field {f.field!r} names no key")
+        text_columns, key = contains_target(f.field, f.op)
+        columns = list(text_columns)
+        if key is not None:
             params[name + "k"] = key
             columns = [f"metadata[{{{name}k:String}}]"]
-        elif f.field in _TEXT_COLUMNS:
-            columns = list(_TEXT_COLUMNS[f.field])
-        else:
-            raise FilterError(f"{f.field} filters take equals only; contains and notContains work on "
-                              "request, response, text, model, completionId and metadata.<key>")
         params[name] = f.value
         found = " OR ".join(f"positionCaseInsensitiveUTF8({c}, {{{name}:String}}) > 0" for c in columns)
         return f"({found})" if f.op == "contains" else f"NOT ({found})"

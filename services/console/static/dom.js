@@ -63,6 +63,14 @@ export function pretty(value) {
   return JSON.stringify(value, null, 2);
 }
 
+// A chat message as text: its content (text parts joined), then its tool calls as name(arguments).
+export function messageText(m) {
+  if (!m) return "";
+  const content = Array.isArray(m.content) ? m.content.map((p) => p.text || "").join("") : (m.content ?? "");
+  const calls = (m.tool_calls || []).map((c) => `${c.function?.name}(${c.function?.arguments})`).join("\n");
+  return [content, calls].filter(Boolean).join("\n");
+}
+
 export function when(value) {
   if (value === undefined || value === null || value === "") return "—";
   const date = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value) : new Date(value);

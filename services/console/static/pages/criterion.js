@@ -2,20 +2,13 @@
 // dataset sample; label row by row with the keyboard: P pass, F fail, S skip, J / K or the arrow
 // keys to move), the judge's verdict and explanation per row, and precision / recall / F1 per version.
 import { api } from "../api.js";
-import { act, h, pretty, showNotice, when } from "../dom.js";
+import { act, h, messageText, pretty, showNotice, when } from "../dom.js";
 import { go } from "../app.js";
 
 const KEYS = { p: "PASS", f: "FAIL", s: "SKIP" };
 
 function pct(v) {
   return v === null || v === undefined ? "—" : `${(v * 100).toFixed(1)}%`;
-}
-
-function messageText(m) {
-  if (!m) return "";
-  const content = Array.isArray(m.content) ? m.content.map((p) => p.text || "").join("") : (m.content ?? "");
-  const calls = (m.tool_calls || []).map((c) => `${c.function?.name}(${c.function?.arguments})`).join("\n");
-  return [content, calls].filter(Boolean).join("\n");
 }
 
 export async function render(view, { args, query }) {

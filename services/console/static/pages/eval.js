@@ -1,17 +1,14 @@
 // One eval: the results table (score, errors, cost and latency per model), the head-to-head matrix,
 // live progress while it runs, and each row's outputs with the judge's reasoning or the grade.
 import { api } from "../api.js";
-import { act, h, money, pager, poll, pretty, showNotice } from "../dom.js";
+import { act, h, messageText, money, pager, poll, pretty, showNotice } from "../dom.js";
 import { go } from "../app.js";
 import { evalStatus } from "./evals.js";
 
 const PAGE = 20;
 
 function text(message) {
-  if (!message) return "";
-  const content = Array.isArray(message.content) ? message.content.map((p) => p.text || "").join("") : (message.content ?? "");
-  const calls = (message.tool_calls || []).map((c) => `${c.function?.name}(${c.function?.arguments})`).join("\n");
-  return [content, calls].filter(Boolean).join("\n") || pretty(message);
+  return message ? messageText(message) || pretty(message) : "";
 }
 
 function score(v) {
