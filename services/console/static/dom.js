@@ -91,6 +91,17 @@ export function pager({ offset, limit, total, onPage }) {
     h("button", { type: "button", disabled: last >= total, onclick: () => onPage(offset + limit) }, "Next ›"));
 }
 
+// Wraps a fetching function so that only the newest call's answer counts: an answer that arrives
+// after a later call started resolves to null (a slow first load must not overwrite a search).
+export function newest(fn) {
+  let latest = 0;
+  return async (...args) => {
+    const mine = ++latest;
+    const out = await fn(...args);
+    return mine === latest ? out : null;
+  };
+}
+
 // Repeats `fn` every `ms` until the page is left, `anchor` (an element of the page) is no longer
 // shown, or `fn` returns false.
 export function poll(fn, ms, anchor) {

@@ -2,7 +2,7 @@
 // an output by hand), JSONL upload with a progress bar and every bad line listed, pruning rules,
 // relabelling with progress, standing import rules, snapshots and export.
 import { api, authHeader, expired, ApiError } from "../api.js";
-import { act, h, pager, poll, pretty, showError, showNotice, when } from "../dom.js";
+import { act, h, newest, pager, poll, pretty, showError, showNotice, when } from "../dom.js";
 import { go } from "../app.js";
 
 const PAGE = 50;
@@ -95,11 +95,14 @@ export async function render(view, { args }) {
       download(`${base}/export${filters.split ? `?split=${filters.split}` : ""}`, `${dataset.name}.jsonl`)) }, "Export JSONL")),
     h("div", { class: "split" }, list, detail));
 
+    const listEntries = newest((q) => api.get(`${base}/entries?${q}`));
+
     async function load() {
       const q = new URLSearchParams({ limit: PAGE, offset: filters.offset });
       if (filters.split) q.set("split", filters.split);
       if (filters.key) q.set(`metadata.${filters.key}`, filters.value);
-      const page = await api.get(`${base}/entries?${q}`);
+      const page = await listEntries(q);
+      if (page === null) return; // a later filter or page is under way
       list.replaceChildren(
         h("table", { class: "grid" },
           h("thead", {}, h("tr", {}, ["Split", "Input", "Output", "Metadata", "Updated"].map((t) => h("th", {}, t)))),

@@ -2,7 +2,7 @@
 // response contains / does not contain, time range), server-side paging, a log's request and
 // response side by side, and import of selected (or all matching) logs into a dataset.
 import { api } from "../api.js";
-import { act, h, money, pager, pretty, showNotice, when } from "../dom.js";
+import { act, h, money, newest, pager, pretty, showNotice, when } from "../dom.js";
 
 const PAGE = 50;
 const FIELDS = [
@@ -185,8 +185,12 @@ export async function render(view) {
     importBar.replaceChildren(summary, choose, name, h("label", { class: "inline" }, standing, "also import future matching logs"), go);
   }
 
+  const search = newest((body) => api.post("/logs/search", body));
+
   async function load() {
-    current = await api.post("/logs/search", { filters: apiFilters(state.filters), limit: PAGE, offset: state.offset });
+    const page = await search({ filters: apiFilters(state.filters), limit: PAGE, offset: state.offset });
+    if (page === null) return; // a later search is under way
+    current = page;
     drawTable();
     drawSelection();
   }
