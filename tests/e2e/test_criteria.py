@@ -298,6 +298,47 @@ def test_refusals_name_the_problem_and_write_nothing(project: Project) -> None:
     assert rows["total"] == 2  # the good lines kept, the refused upload left nothing
 
 
+def test_an_alignment_set_sampled_from_a_dataset_copies_or_regenerates_outputs(project: Project,
+                                                                              api: httpx.Client) -> None:
+    name = f"sampled-{uuid.uuid4().hex[:6]}"
+    project.criterion(name, _fails("Paris"))
+    dataset = project.op.create_dataset(name=f"alignment source {name}")
+    entries = [{"messages": [{"role": "user", "content": f"Question {i}: name a capital."},
+                             {"role": "assistant", "content": f"The answer is {CITIES[i % 5]}."}]}
+               for i in range(12)]
+    assert project.op.create_dataset_entries(dataset.id, entries=entries).entries_created == 12
+
+    copied = project.api.post(f"/criteria/{name}/alignment-set", json={"datasetId": dataset.id, "count": 5})
+    assert copied.status_code == 200 and copied.json() == {"added": 5, "errors": []}, copied.text
+    rows = _judged(project, name, 1, 5)
+    by_question = {e["messages"][0]["content"]: e["messages"][1] for e in entries}
+    questions = [r["input"]["messages"][0]["content"] for r in rows]
+    assert len(set(questions)) == 5 and all(r["input"]["messages"] == [
+        {"role": "user", "content": q}] for r, q in zip(rows, questions, strict=True))
+    assert all(r["output"] == by_question[q] for r, q in zip(rows, questions, strict=True))  # outputs copied
+    assert all(r["humanJudgement"] is None for r in rows)
+    assert [r["judge"]["judgement"] for r in rows] == ["FAIL" if "Paris" in r["output"]["content"] else "PASS"
+                                                       for r in rows]
+
+    # With `outputModel` the outputs are the model's answers (the fake echoes the question); more than the
+    # dataset holds samples all of it.
+    regenerated = project.api.post(f"/criteria/{name}/alignment-set",
+                                   json={"datasetId": dataset.id, "count": 50, "outputModel": "gpt-4o"})
+    assert regenerated.status_code == 200 and regenerated.json() == {"added": 12, "errors": []}, regenerated.text
+    rows = _judged(project, name, 1, 17)[5:]
+    assert sorted(r["output"]["content"] for r in rows) == sorted(f"Echo: {q}" for q in by_question)
+
+    # Another project's dataset is not this project's to sample, and a bad count is named; nothing is added.
+    foreign = api.post("/datasets", json={"name": f"foreign {name}"})
+    assert foreign.status_code in (200, 201), foreign.text
+    refused = project.api.post(f"/criteria/{name}/alignment-set", json={"datasetId": foreign.json()["id"], "count": 5})
+    assert refused.status_code == 404 and foreign.json()["id"] in refused.json()["message"], refused.text
+    bad = project.api.post(f"/criteria/{name}/alignment-set", json={"datasetId": dataset.id, "count": 0})
+    assert bad.status_code == 400 and "count" in bad.text, bad.text
+    assert len(_rows_of(project, name, 1)) == 17
+    api.delete(f"/datasets/{foreign.json()['id']}")
+
+
 # Its setup waits for the session's reward model, which the trainer takes in turn with the other fixtures' jobs.
 @pytest.mark.timeout(1200)
 def test_a_reward_model_criterion_must_be_a_deployed_reward_model_of_the_project(
