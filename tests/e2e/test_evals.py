@@ -4,9 +4,9 @@ split, with the trained model, the fake upstream's models and the rows' own outp
 Every judge is the fake upstream's `gpt-4o`, whose verdicts are a pure function of the prompt: a head-to-head judge
 told `prefer the output that contains "X"` picks the one output containing X (a tie when both or neither do), one
 told `always prefer output A` always picks the first it is shown, and a criterion saying `fails if the output
-contains "X"` fails exactly those outputs. The fake's models answer `Echo: <question>` (standing for the prompt a
-fine-tuned model replaces), the trained model answers `PINEAPPLE <n>`, as the dataset does. So every score below is
-known in advance.
+contains "X"` fails exactly those outputs (`fails unless ...`: exactly the others). The fake's models answer
+`Echo: <question>` (standing for the prompt a fine-tuned model replaces), the trained model answers `PINEAPPLE <n>`,
+as the dataset does. So every score below is known in advance.
 
 The evals that need no trained model run in a project of their own, on small datasets made here, so their logged
 calls never become another test's latest log; every test waits for its evals to finish.
@@ -215,25 +215,30 @@ def test_head_to_head_ranks_the_trained_model_above_the_prompt_it_replaces(
 
 
 @pytest.mark.timeout(1800)
-def test_a_criterion_eval_passes_the_trained_model_and_fails_the_echo(
+def test_a_criterion_eval_passes_the_trained_model_and_fails_the_echo_and_the_base(
         api: httpx.Client, trained: dict[str, Any]) -> None:
-    name = f"no-echo-{uuid.uuid4().hex[:6]}"
-    criterion = api.post("/criteria", json={"name": name, "judgeModel": "gpt-4o",
-                                            "prompt": 'Judge the answer. It fails if the output contains "Echo".'})
+    name = f"needs-pineapple-{uuid.uuid4().hex[:6]}"
+    prompt = 'Judge the answer. It fails unless the output contains "PINEAPPLE".'
+    criterion = api.post("/criteria", json={"name": name, "judgeModel": "gpt-4o", "prompt": prompt})
     assert criterion.status_code == 201, criterion.text
     model = f"openpipe:{trained['slug']}"
+    models = [model, BASE_MODEL, "gpt-4o-mini", "dataset"]
     made = create(api, name=f"criterion-{name}", datasetId=trained["dataset"], type="criterion",
-                  models=[model, "gpt-4o-mini", "dataset"], criterion=f"{name}@v1")
+                  models=models, criterion=f"{name}@v1")
     assert made["criterion"] == f"{name}@v1" and "matrix" not in made
     e = completed(api, made["id"])
     assert result(e, "gpt-4o-mini")["score"] == 0.0 and result(e, "dataset")["score"] == 1.0
-    assert result(e, model)["score"] > result(e, "gpt-4o-mini")["score"], e["results"]
+    # The base model was never taught the PINEAPPLE answers the fine-tune learned.
+    assert result(e, BASE_MODEL)["score"] == 0.0 and result(e, BASE_MODEL)["errors"] == 0, e["results"]
+    assert result(e, model)["score"] > result(e, BASE_MODEL)["score"], e["results"]
     for row in rows_of(api, made["id"]):
         verdicts = {j["model"]: j for j in row["judgements"]}
-        assert set(verdicts) == {model, "gpt-4o-mini", "dataset"}
-        assert verdicts["gpt-4o-mini"]["score"] == 0.0
-        assert verdicts["gpt-4o-mini"]["reasoning"] == 'The output contains "Echo".'
+        assert set(verdicts) == set(models)
+        assert verdicts["gpt-4o-mini"]["score"] == 0.0 and verdicts[BASE_MODEL]["score"] == 0.0
+        assert verdicts["gpt-4o-mini"]["reasoning"] == 'The output does not contain "PINEAPPLE".'
         assert verdicts["dataset"]["score"] == 1.0 and all(j["opponent"] is None for j in row["judgements"])
+        content = row["outputs"][model]["output"]["content"] or ""
+        assert verdicts[model]["score"] == (1.0 if "pineapple" in content.lower() else 0.0)
 
 
 @pytest.mark.timeout(1800)

@@ -23,7 +23,8 @@ Why these particular behaviours:
   a pure function of the prompt, so criteria tests can predict every judgement: when the system
   prompt says ``fails if the output contains "X"`` (any case, double quotes), ``passed`` is whether X
   does not occur (any case) between the ``<output>`` and ``</output>`` lines of the last user
-  message; otherwise ``passed`` is true. ``explanation`` says which (``The output contains "X".``).
+  message; when it says ``fails unless the output contains "X"``, ``passed`` is whether X does occur
+  there; otherwise ``passed`` is true. ``explanation`` says which (``The output contains "X".``).
   Both routes do it: OpenAI's forced ``tool_choice`` and Anthropic's ``{"type": "tool"}``.
 * A request that forces the tool ``record_comparison`` (a head-to-head eval's judge) gets a verdict
   ``{"winner": "A" | "B" | "tie", "explanation"}`` that is a pure function of the prompt too, read from
@@ -78,6 +79,7 @@ ARRAY_200_MODEL = "claude-array-200"
 HANGUP_AFTER_FRAMES = 4
 JUDGE_TOOL = "record_judgement"
 _FAILS_IF = re.compile(r'fails if the output contains "([^"]+)"', re.IGNORECASE)
+_FAILS_UNLESS = re.compile(r'fails unless the output contains "([^"]+)"', re.IGNORECASE)
 COMPARE_TOOL = "record_comparison"
 _PREFERS = re.compile(r'prefer the output that contains "([^"]+)"', re.IGNORECASE)
 _ALWAYS_A = re.compile(r"always prefer output A", re.IGNORECASE)
@@ -302,12 +304,13 @@ def _output_block(text: str) -> str:
 def _judge_verdict(system: str, last_user: str) -> dict[str, Any]:
     """The judge's deterministic verdict (see the module docstring)."""
     rule = _FAILS_IF.search(system)
-    if rule is None:
+    match = rule or _FAILS_UNLESS.search(system)
+    if match is None:
         return {"explanation": "No failing condition applies to the output.", "passed": True}
-    word = rule.group(1)
-    if word.lower() in _output_block(last_user).lower():
-        return {"explanation": f'The output contains "{word}".', "passed": False}
-    return {"explanation": f'The output does not contain "{word}".', "passed": True}
+    word = match.group(1)
+    contains = word.lower() in _output_block(last_user).lower()
+    explanation = f'The output contains "{word}".' if contains else f'The output does not contain "{word}".'
+    return {"explanation": explanation, "passed": contains != (rule is not None)}
 
 
 def _tagged(text: str, tag: str) -> str | None:

@@ -172,6 +172,31 @@ async def test_tool_calls_first_or_forced_tool(oai: openai.AsyncOpenAI) -> None:
     assert not declined.choices[0].message.tool_calls
 
 
+JUDGEMENT = {"type": "function", "function": {"name": "record_judgement", "parameters": {
+    "type": "object", "required": ["explanation", "passed"],
+    "properties": {"explanation": {"type": "string"}, "passed": {"type": "boolean"}}}}}
+FORCE_JUDGEMENT = {"type": "function", "function": {"name": "record_judgement"}}
+
+
+@pytest.mark.parametrize(("system", "output", "passed", "explanation"), [
+    ('It fails if the output contains "Paris".', "The answer is Paris.", False, 'The output contains "Paris".'),
+    ('It fails if the output contains "Paris".', "Rome", True, 'The output does not contain "Paris".'),
+    ('It fails unless the output contains "PINEAPPLE".', "pineapple 4", True, 'The output contains "PINEAPPLE".'),
+    ('It fails unless the output contains "PINEAPPLE".', "Echo: 4", False,
+     'The output does not contain "PINEAPPLE".'),
+    ("Judge the answer.", "anything", True, "No failing condition applies to the output."),
+])
+async def test_a_forced_record_judgement_gets_the_prompts_verdict(
+        oai: openai.AsyncOpenAI, system: str, output: str, passed: bool, explanation: str) -> None:
+    # The word in the input (before the output block) does not count.
+    user = f"<input>\nSay PINEAPPLE or Paris\n</input>\n<output>\n{output}\n</output>"
+    resp = await oai.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+        tools=[JUDGEMENT], tool_choice=FORCE_JUDGEMENT)
+    [call] = resp.choices[0].message.tool_calls or []
+    assert json.loads(call.function.arguments) == {"passed": passed, "explanation": explanation}
+
+
 COMPARE = {"type": "function", "function": {"name": "record_comparison", "parameters": {
     "type": "object", "required": ["explanation", "winner"],
     "properties": {"explanation": {"type": "string"}, "winner": {"type": "string", "enum": ["A", "B", "tie"]}}}}}
