@@ -205,6 +205,32 @@ def test_editing_an_output_keeps_the_old_one_as_rejected(page: Page, stack: Stac
     assert entry["rejected_message"]["content"] == "Lyon"
 
 
+def test_relabelling_a_dataset_shows_progress_and_keeps_the_old_outputs(page: Page, stack: Stack, api_key: str,
+                                                                         api: httpx.Client):
+    ds = api.post("/datasets", json={"name": f"relabel-{uuid.uuid4().hex[:6]}"}).json()["id"]
+    questions = ["Capital of France?", "Capital of Italy?", "Capital of Spain?"]
+    api.post(f"/datasets/{ds}/entries", json={"entries": [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "no idea"}],
+         "split": "TEST" if i == 0 else "TRAIN"} for i, q in enumerate(questions)]}).raise_for_status()
+    sign_in(page, stack.url, api_key)
+    page.goto(f"{stack.url}/#/dataset/{ds}")
+    page.click("button[data-tab=Relabel]")
+    page.fill("#relabel-model", "gpt-4o")
+    page.select_option("#relabel-split", "TRAIN")
+    page.check("#relabel-keep")
+    page.click("#relabel-go")
+    # The stack's fake upstream answers `Echo: <question>`; only the TRAIN split is relabelled.
+    expect(page.locator("#relabel-status")).to_have_text("DONE: 2 of 2 relabelled", timeout=60_000)
+    assert page.locator("#relabel-progress").evaluate("p => p.value") == 1
+    entries = {e["messages"][0]["content"]: e for e in api.get(f"/datasets/{ds}/entries").json()["data"]}
+    assert entries[questions[0]]["messages"][-1]["content"] == "no idea"
+    for q in questions[1:]:
+        assert entries[q]["messages"][-1]["content"] == f"Echo: {q}"
+        assert entries[q]["rejected_message"]["content"] == "no idea"
+    page.click("button[data-tab=Entries]")
+    expect(page.locator("tr.entry-row").filter(has_text="Echo: Capital of Italy?")).to_have_count(1)
+
+
 def test_labelling_an_alignment_set_by_keyboard_changes_the_stats(page: Page, stack: Stack, api_key: str,
                                                                   api: httpx.Client, shots: Path):
     name = f"no-bad-{uuid.uuid4().hex[:6]}"
@@ -366,6 +392,29 @@ def test_a_fine_tune_started_in_the_console_draws_its_loss_chart(page: Page, sta
     # A new eval compares the newest fine-tune with the rows' outputs and the model it started from.
     page.goto(f"{stack.url}/#/evals")
     expect(page.locator("#eval-models")).to_have_value(f"dataset, openpipe:console-{tag}, openpipe:{BASE}")
+
+
+def test_training_cancelled_in_the_console_ends_with_its_reason(page: Page, stack: Stack, api_key: str,
+                                                                 api: httpx.Client):
+    tag = uuid.uuid4().hex[:6]
+    ds = api.post("/datasets", json={"name": f"cancel-{tag}"}).json()["id"]
+    entries = [{"messages": [{"role": "user", "content": f"Shape {i}?"}, {"role": "assistant", "content": "ROUND"}]}
+               for i in range(16)]
+    api.post(f"/datasets/{ds}/entries", json={"entries": entries}).raise_for_status()
+    slug = f"cancel-{tag}"
+    created = api.post("/models", json={"datasetId": ds, "slug": slug, "trainingConfig": {
+        "provider": "openpipe", "baseModel": BASE, "sft_hyperparameters": {"num_epochs": 5}}})
+    assert created.status_code == 200, created.text
+    sign_in(page, stack.url, api_key)
+    page.goto(f"{stack.url}/#/model/{slug}")
+    # Queued behind other jobs or already training: either way it can be cancelled from its page.
+    page.click("#cancel-model")
+    expect(page.locator("#banner")).to_contain_text("Training cancelled.")
+    expect(page.locator(".page-head .status")).to_have_text("ERROR", timeout=120_000)
+    expect(page.locator("#model-error")).to_contain_text("cancel")
+    expect(page.locator("#cancel-model")).to_have_count(0)
+    model = api.get(f"/models/{slug}").json()["openpipe"]
+    assert model["status"] == "ERROR" and "cancel" in model["errorMessage"]
 
 
 def test_settings_save_a_provider_with_model_costs_and_never_show_its_key(page: Page, stack: Stack,
