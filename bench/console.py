@@ -23,6 +23,7 @@ from refinery.stack.platform import Stack
 
 from bench.columns import print_columns
 from bench.load import pct
+from bench.reports import report_logs
 from bench.scenarios import progress
 from tests.e2e.browser import chromium, sign_in
 
@@ -37,29 +38,6 @@ def _report(i: int) -> dict:
             "respPayload": {"id": f"c{i}", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
                 {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"{i * i}"}}],
                 "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}}
-
-
-async def _fill_logs(stack: Stack, n: int, concurrency: int = 64) -> None:
-    """Reports `n` logs over `concurrency` connections (aiohttp: the client must not be the bottleneck)."""
-    import aiohttp
-
-    sent = 0
-    headers = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
-    pending = iter(range(n))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-
-        async def worker() -> None:
-            nonlocal sent
-            for i in pending:
-                async with session.post(f"{stack.api_base}/report", data=orjson.dumps(_report(i)),
-                                        headers=headers) as resp:
-                    resp.raise_for_status()
-                    await resp.read()
-                sent += 1
-                if sent % 20_000 == 0:
-                    progress(f"  {sent:,} logs reported")
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 def _fill_dataset(api: httpx.Client, n: int) -> str:
@@ -127,7 +105,7 @@ def main() -> int:
         stack.start()
         progress(f"reporting {args.logs:,} logs")
         t0 = time.perf_counter()
-        asyncio.run(_fill_logs(stack, args.logs))
+        asyncio.run(report_logs(stack.api_base, API_KEY, args.logs, _report))
         progress(f"  {args.logs / (time.perf_counter() - t0):,.0f} reports/s")
         with httpx.Client(base_url=stack.api_base, headers={"authorization": f"Bearer {API_KEY}"}, timeout=600) as api:
             total = api.post("/logs/search", json={"limit": 1}).json()["total"]

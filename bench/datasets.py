@@ -22,6 +22,7 @@ from refinery.stack.platform import Stack
 
 from bench.columns import print_columns
 from bench.load import pct
+from bench.reports import report_logs
 from bench.scenarios import progress
 
 API_KEY = "opk-bench-datasets-0001"
@@ -42,17 +43,6 @@ def _report(i: int, tag: str) -> dict:
                            "messages": [{"role": "user", "content": f"question {i}"}]},
             "respPayload": {"id": f"c{i}", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
                 {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"answer {i}"}}]}}
-
-
-async def _report_many(client: httpx.AsyncClient, n: int, tag: str, concurrency: int = 64) -> None:
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with sem:
-            r = await client.post("/report", json=_report(i, tag))
-            r.raise_for_status()
-
-    await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def _wait_upload(api: httpx.Client, ds: str, upload_id: str) -> dict:
@@ -91,12 +81,7 @@ def run(stack: Stack, upload_n: int, import_n: int, rule_samples: int) -> list[l
         tag = uuid.uuid4().hex[:8]
         progress(f"import: reporting {import_n:,} logs")
 
-        async def report_all() -> None:
-            async with httpx.AsyncClient(base_url=stack.api_base, timeout=60,
-                                         headers={"authorization": f"Bearer {API_KEY}"}) as client:
-                await _report_many(client, import_n, tag)
-
-        asyncio.run(report_all())
+        asyncio.run(report_logs(stack.api_base, API_KEY, import_n, lambda i: _report(i, tag)))
         target = api.post("/datasets", json={"name": "bench-import"}).json()["id"]
         t0 = time.perf_counter()
         result = api.post(f"/datasets/{target}/import-logs",
