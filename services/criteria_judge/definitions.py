@@ -18,6 +18,7 @@ RESERVED_NAMES = frozenset({"judge"})
 VARIABLES: tuple[str, ...] = ("messages", "tools", "tool_choice", "output")
 MAX_PROMPT_CHARS = 20_000
 MAX_MODEL_CHARS = 300
+MAX_ALIGNMENT_ROWS = 10_000  # rows one criterion's alignment set may hold: every version judges every row
 _VERSION = re.compile(r"^v?([1-9][0-9]{0,8})$")
 
 

@@ -29,7 +29,8 @@ async def build(k: Kernel[CriteriaSettings]) -> None:
     sampler = DatasetSampler(datasets_pb2_grpc.DatasetsStub(k.channel(s.dataset_grpc)), proxy,
                              s.alignment_concurrency, s.judge_timeout_s)
     limits = Limits(default_judge_model=s.default_judge_model, judge_concurrency=s.judge_concurrency,
-                    max_event_bytes=s.bus_max_event_bytes // 2, max_line_bytes=s.alignment_max_line_bytes)
+                    max_event_bytes=s.bus_max_event_bytes // 2, max_line_bytes=s.alignment_max_line_bytes,
+                    max_alignment_rows=s.alignment_max_rows)
     servicer = CriteriaServicer(store, judges, Resolver(store, reward_models), reward_models, sampler, worker, limits)
     await k.grpc(s.grpc_host, s.grpc_port, (servicer, criteria_pb2_grpc.add_CriteriaServicer_to_server))
 

@@ -20,6 +20,7 @@ from refinery.rpc import criteria_pb2, criteria_pb2_grpc
 
 from criteria_judge.alignment import AlignmentWorker
 from criteria_judge.definitions import (
+    MAX_ALIGNMENT_ROWS,
     VARIABLES,
     Conflict,
     Invalid,
@@ -51,6 +52,7 @@ class Limits:
     judge_concurrency: int = 8
     max_event_bytes: int = 1024 * 1024  # one rows_added event at most (half the bus's limit)
     max_line_bytes: int = 1024 * 1024
+    max_alignment_rows: int = MAX_ALIGNMENT_ROWS
 
 
 def _version_message(v: Any) -> criteria_pb2.CriterionVersion:
@@ -241,6 +243,8 @@ class CriteriaServicer(criteria_pb2_grpc.CriteriaServicer):
 
     async def _add_rows(self, r: criteria_pb2.AddAlignmentRowsRequest) -> criteria_pb2.AddAlignmentRowsResponse:
         view = await self._thread(self._store.get, r.project_id, r.name)
+        if view.alignment_rows >= self._limits.max_alignment_rows:  # refused before any output is generated
+            raise Invalid(f"criterion {view.name}'s alignment set holds {view.alignment_rows} rows, its limit")
         source = r.WhichOneof("source")
         rows: list[NewRow]
         errors: list[LineError]
@@ -264,7 +268,8 @@ class CriteriaServicer(criteria_pb2_grpc.CriteriaServicer):
             raise Invalid("give a JSONL file or a dataset sample (datasetId, count)")
         added = await self._thread(self._store.add_rows, r.project_id, view.name, rows,
                                    source="jsonl" if source == "jsonl" else "dataset",
-                                   max_event_bytes=self._limits.max_event_bytes, dataset_id=dataset_id,
+                                   max_event_bytes=self._limits.max_event_bytes,
+                                   max_rows=self._limits.max_alignment_rows, dataset_id=dataset_id,
                                    output_model=output_model)
         if added:
             self._worker.wake()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from refinery.config import CRITERIA_TOPIC, ServiceSettings
 
+from criteria_judge.definitions import MAX_ALIGNMENT_ROWS
+
 
 class CriteriaSettings(ServiceSettings):
     grpc_host: str = Field(default="127.0.0.1", description="Interface criteria-judge's gRPC server binds")
@@ -27,6 +29,9 @@ class CriteriaSettings(ServiceSettings):
     alignment_max_line_bytes: int = Field(
         default=1024 * 1024, ge=1024,
         description="Longest line of an alignment-set JSONL file, in bytes (the file itself is at most 10 MB)")
+    alignment_max_rows: int = Field(
+        default=MAX_ALIGNMENT_ROWS, ge=1,
+        description="Rows one criterion's alignment set may hold (every version judges every row)")
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.service_dir('criteria-judge') / 'criteria.db'}"

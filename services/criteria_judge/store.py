@@ -43,7 +43,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from criteria_judge.definitions import Conflict, NotFound, criterion_not_found, version_not_found
+from criteria_judge.definitions import (
+    MAX_ALIGNMENT_ROWS,
+    Conflict,
+    Invalid,
+    NotFound,
+    criterion_not_found,
+    version_not_found,
+)
 
 projections = MetaData()
 
@@ -297,9 +304,14 @@ class CriteriaStore(EventSourcedStore):
     # ---- alignment rows -----------------------------------------------------------------------------
 
     def add_rows(self, project_id: str, name: str, rows: Sequence[NewRow], *, source: Literal["jsonl", "dataset"],
-                 max_event_bytes: int, dataset_id: str | None = None, output_model: str | None = None) -> int:
+                 max_event_bytes: int, max_rows: int = MAX_ALIGNMENT_ROWS, dataset_id: str | None = None,
+                 output_model: str | None = None) -> int:
         """Append rows in order (one transaction: all of them or none), in as many
-        `alignment_set.rows_added` events as keep each within `max_event_bytes`."""
+        `alignment_set.rows_added` events as keep each within `max_event_bytes`.
+
+        An alignment set holds at most `max_rows` rows (every version judges every row, so the set
+        bounds what each version costs): an addition that would pass it is refused whole, and the
+        count is raised by a conditional update, so concurrent additions cannot pass it together."""
         if not rows:
             return 0
         now = now_ms()
@@ -307,12 +319,18 @@ class CriteriaStore(EventSourcedStore):
 
         def run(conn: Connection) -> int:
             criterion = self._live(conn, project_id, name)
+            counted = conn.execute(update(criteria_table).where(
+                criteria_table.c.id == criterion.id, criteria_table.c.row_count + len(with_ids) <= max_rows,
+            ).values(row_count=criteria_table.c.row_count + len(with_ids), updated_at=now))
+            if counted.rowcount != 1:
+                held = conn.execute(select(criteria_table.c.row_count).where(
+                    criteria_table.c.id == criterion.id)).scalar_one()
+                raise Invalid(f"criterion {name}'s alignment set holds {held} rows; adding {len(with_ids)} would "
+                              f"pass its limit of {max_rows} rows")
             for r in with_ids:
                 conn.execute(insert(rows_table).values(
                     id=r.row_id, criterion_id=criterion.id, input=orjson.dumps(r.input),
                     output=orjson.dumps(r.output), human_judgement=r.human_judgement, created_at=now))
-            conn.execute(update(criteria_table).where(criteria_table.c.id == criterion.id).values(
-                row_count=criteria_table.c.row_count + len(with_ids), updated_at=now))
             items: list[tuple[str, BaseModel]] = [
                 (ev.ALIGNMENT_ROWS_ADDED, ev.AlignmentRowsAdded(
                     source=source, rows=group, dataset_id=dataset_id, output_model=output_model))

@@ -191,7 +191,7 @@ async def service(b: Backends, db: Path) -> AsyncIterator[Harness]:
     task = asyncio.create_task(worker.run())
     sampler = DatasetSampler(datasets_pb2_grpc.DatasetsStub(channel), proxy, 4, 5.0)
     servicer = CriteriaServicer(store, judges, Resolver(store, reward_models), reward_models, sampler, worker,
-                                Limits(max_event_bytes=256 * 1024, max_line_bytes=64 * 1024))
+                                Limits(max_event_bytes=256 * 1024, max_line_bytes=64 * 1024, max_alignment_rows=100))
     server = await start_grpc("127.0.0.1", 0, [lambda s: criteria_pb2_grpc.add_CriteriaServicer_to_server(
         servicer, s)], token=TOKEN)
     client = client_channel(f"127.0.0.1:{server.port}")
@@ -595,6 +595,27 @@ async def test_a_jsonl_file_over_10_mb_is_refused_whole(h: Harness, project: str
         project_id=project, name="nope", jsonl=line)), grpc.StatusCode.NOT_FOUND) == "Criterion nope not found"
     assert "give a JSONL file or a dataset sample" in await refused(h.stub.AddAlignmentRows(
         criteria_pb2.AddAlignmentRowsRequest(project_id=project, name="big")), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_an_alignment_set_is_bounded_and_an_addition_past_it_is_refused_whole(h: Harness, project: str) -> None:
+    await h.stub.CreateCriterion(criteria_pb2.CreateCriterionRequest(project_id=project, name="bounded", prompt="x"))
+
+    def add(n: int, first: int = 0) -> Any:
+        return h.stub.AddAlignmentRows(criteria_pb2.AddAlignmentRowsRequest(
+            project_id=project, name="bounded", jsonl=jsonl([(f"answer {first + i}", None) for i in range(n)])))
+
+    def held() -> Any:
+        return h.stub.GetCriterion(criteria_pb2.CriterionRef(project_id=project, name="bounded"))
+
+    assert (await add(60)).added == 60
+    details = await refused(add(41, 60), grpc.StatusCode.INVALID_ARGUMENT)
+    assert details == "criterion bounded's alignment set holds 60 rows; adding 41 would pass its limit of 100 rows"
+    assert (await held()).alignment_rows == 60  # nothing of the refused file was kept
+    assert (await add(40, 60)).added == 40
+    assert "holds 100 rows, its limit" in await refused(add(1, 100), grpc.StatusCode.INVALID_ARGUMENT)
+    rows = (await h.stub.ListAlignmentRows(criteria_pb2.ListAlignmentRowsRequest(
+        project_id=project, name="bounded", limit=1000))).rows
+    assert [orjson.loads(r.output_json)["content"] for r in rows] == [f"answer {i}" for i in range(100)]
 
 
 async def test_rows_sampled_from_a_dataset_copy_or_regenerate_outputs(h: Harness, project: str) -> None:
