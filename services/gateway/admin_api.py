@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from refinery import internal_auth
 from refinery.bus.progress import progress_from_message
 from refinery.rpc import logs_pb2
 
@@ -61,14 +65,36 @@ def _follower(p: logs_pb2.FollowerProgress) -> dict:
             "caughtUp": bool(partitions) and all(x["lag"] == 0 for x in partitions), "setAside": p.set_aside}
 
 
+RETENTION_DEADLINE_S = 5.0
+
+
+async def _retention(url: str) -> dict[str, Any]:
+    """The embedded retention job's last pass (`GET <url>/progress`), or why it could not be read."""
+    timeout = aiohttp.ClientTimeout(total=RETENTION_DEADLINE_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                url.rstrip("/") + "/progress", headers=internal_auth.headers()) as resp:
+            if resp.status != 200:
+                return {"reachable": False, "error": f"retention answered {resp.status}"}
+            return {"reachable": True, **await resp.json()}
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return {"reachable": False, "error": f"retention unreachable: {type(exc).__name__}: {exc}"}
+
+
 @router.get("/pipeline", summary="How far each follower of the request-log topic has got (lag per partition)")
 async def pipeline(request: Request) -> dict:
     """log-ingest (storing logs) and the dataset service (standing import rules): per partition, the
     offset below which every record is handled, the partition's end at the follower's last fetch, the
-    lag between them, and how many records were set aside as dead letters since each service started."""
+    lag between them, and how many records were set aside as dead letters since each service started.
+    On the embedded stack, `retention` adds the job that deletes the request-log batches every reader
+    has committed: per partition each reader's committed offset, the first offset still stored, the
+    batches kept and deleted, and which readers hold it back (Kafka's own retention is not shown)."""
     deps = request.app.state.deps
-    out = {"logIngest": _follower(await call(deps.logs, "Progress", logs_pb2.ProgressRequest(), LOG_STORE))}
+    out: dict[str, Any] = {
+        "logIngest": _follower(await call(deps.logs, "Progress", logs_pb2.ProgressRequest(), LOG_STORE))}
     if deps.datasets is not None:
         out["datasetRules"] = _follower(await call(deps.datasets, "RulesProgress", logs_pb2.ProgressRequest(),
                                                    DATASETS))
+    if deps.settings.retention_url:
+        out["retention"] = await _retention(deps.settings.retention_url)
     return out

@@ -20,6 +20,8 @@ class GatewaySettings(ServiceSettings):
     dataset_grpc: str | None = Field(default=None, description="dataset service gRPC; dataset routes need it")
     criteria_grpc: str | None = Field(default=None, description="criteria-judge gRPC; criteria routes need it")
     eval_grpc: str | None = Field(default=None, description="eval gRPC; eval routes need it")
+    retention_url: str | None = Field(
+        default=None, description="The embedded stack's retention job (HTTP), shown by GET /admin/v1/pipeline")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir")
     admin_token: SecretStr | None = Field(
         default=None, description="Token of the admin API (at least 16 characters); default made once in "

@@ -31,6 +31,9 @@ def _canary(client: httpx.Client) -> None:
     wait_for(lambda: search(client, metadata__canary=tag), timeout_s=10)
 
 
+FOLLOWERS = ("logIngest", "datasetRules")
+
+
 def pipeline_caught_up(admin: httpx.Client) -> dict:
     """Every follower of the request-log topic has handled every record on every partition (lag 0)."""
 
@@ -38,11 +41,33 @@ def pipeline_caught_up(admin: httpx.Client) -> dict:
         resp = admin.get("/admin/v1/pipeline")
         assert resp.status_code == 200, resp.text
         body = resp.json()
-        return body if all(f["caughtUp"] for f in body.values()) else None
+        return body if all(body[f]["caughtUp"] for f in FOLLOWERS) else None
 
     body = wait_for(caught_up, timeout_s=30, every_s=0.25)
-    assert set(body) == {"logIngest", "datasetRules"}
+    assert set(body) == {*FOLLOWERS, "retention"}  # the session's stack is durable, so it runs retention
     return body
+
+
+def test_the_pipeline_shows_retention_deleting_only_what_every_reader_stored(stack, api, admin) -> None:
+    _canary(api)
+    pipeline_caught_up(admin)
+
+    def settled() -> dict | None:
+        body = admin.get("/admin/v1/pipeline").json()["retention"]
+        assert body["reachable"] is True and body["lastError"] is None, body
+        parts = body["partitions"]
+        # A pass after both readers committed what they stored before this test's canary was read back.
+        ready = body["passes"] >= 1 and parts and all(not p["heldBackBy"] for p in parts)
+        return body if ready else None
+
+    retention = wait_for(settled, timeout_s=60, every_s=0.5)
+    assert retention["topic"] == "refinery.request-logs" and retention["minAgeS"] == 10.0
+    for p in retention["partitions"]:
+        assert set(p["committed"]) == {"refinery-log-ingest", "refinery-dataset-rules"}
+        assert p["safeOffset"] == min(p["committed"].values())
+        # Only batches wholly below what every reader committed go, and the newest batch always stays.
+        assert p["batches"] >= 1 and p["retainedFrom"] is not None and p["retainedFrom"] <= p["safeOffset"]
+    assert retention["deleted"] == sum(p["deleted"] for p in retention["partitions"])
 
 
 def test_a_report_with_large_metadata_is_logged_once_and_the_pipeline_flows(stack, api, other, admin) -> None:

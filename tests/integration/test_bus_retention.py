@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 
+from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from minio import Minio
-from refinery.bus.retention import PositionCommitter, Retention, RetentionSettings
+from refinery.bus.retention import PositionCommitter, Retention, RetentionSettings, progress_app
 
 BATCHES = 60
 
@@ -84,19 +85,30 @@ async def test_deletes_only_what_every_reader_committed_and_reads_go_on(tansu, s
         # Nobody committed: nothing may go.
         assert (await retention.run_once()).deleted == 0
         await _commit(tansu, groups[0], topic, 50)
-        # One reader committed, the other not: still nothing.
+        # One reader committed, the other not: still nothing, and the progress says who holds it back.
         result = await retention.run_once()
         assert result.deleted == 0 and result.partitions_held_back == 1
+        [held] = retention.progress()["partitions"]
+        assert held == {"partition": 0, "committed": {groups[0]: 50, groups[1]: None}, "safeOffset": None,
+                        "retainedFrom": 0, "batches": BATCHES, "deleted": 0, "heldBackBy": [groups[1]]}
         await _commit(tansu, groups[1], topic, 20)
         result = await retention.run_once()
         # The slower reader (20) bounds it: batches 0..19 go, 20 onward stay.
         assert result.deleted == 20
         assert _batch_offsets(seaweed, topic)[0] == 20
         assert len(_batch_offsets(seaweed, topic)) == BATCHES - 20
+        progress = retention.progress()
+        assert (progress["passes"], progress["deleted"], progress["lastError"]) == (3, 20, None)
+        assert progress["partitions"] == [{
+            "partition": 0, "committed": {groups[0]: 50, groups[1]: 20}, "safeOffset": 20, "retainedFrom": 20,
+            "batches": BATCHES - 20, "deleted": 20, "heldBackBy": []}]
+        await _commit(tansu, groups[1], topic, 30)
+        await retention.run_once()
+        assert retention.progress()["partitions"][0]["deleted"] == 30  # counted since the job started
     finally:
         await retention.stop()
-    # The slower reader resumes exactly where it committed; nothing it needs is gone.
-    assert await _read_from(tansu, topic, 20, BATCHES - 20) == [b"r%d" % i for i in range(20, BATCHES)]
+    # The slower reader resumes exactly where it last committed; nothing it needs is gone.
+    assert await _read_from(tansu, topic, 30, BATCHES - 30) == [b"r%d" % i for i in range(30, BATCHES)]
 
 
 async def test_recent_batches_are_kept_whatever_was_committed(tansu, seaweed):
@@ -118,3 +130,15 @@ async def test_recent_batches_are_kept_whatever_was_committed(tansu, seaweed):
         await retention.stop()
     assert _batch_offsets(seaweed, topic) == [BATCHES - 1]
     assert await _read_from(tansu, topic, BATCHES - 1, 1) == [b"r%d" % (BATCHES - 1)]
+
+
+async def test_progress_is_served_behind_the_service_token_and_health_is_open(tansu, seaweed):
+    retention = Retention(_settings(tansu, seaweed, f"unseen-{uuid.uuid4().hex[:8]}", ["g"]))
+    async with TestClient(TestServer(progress_app(retention, "s3cret"))) as client:
+        assert (await client.get("/health")).status == 200
+        refused = await client.get("/progress")
+        assert refused.status == 401 and "REFINERY_INTERNAL_TOKEN" in (await refused.json())["message"]
+        served = await client.get("/progress", headers={"x-refinery-internal-token": "s3cret"})
+        assert served.status == 200
+        assert await served.json() == {"topic": retention.settings.topic, "passes": 0, "lastPassAt": None,
+                                       "lastError": None, "minAgeS": 0.0, "deleted": 0, "partitions": []}

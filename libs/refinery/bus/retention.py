@@ -16,6 +16,9 @@ deleted; a reader that never committed, or is down, holds retention back rather 
 records. Production runs Apache Kafka with its own retention and does not run this.
 
 Run by the embedded stack as `python -m refinery.bus.retention` (settings from the environment).
+With `REFINERY_RETENTION_PORT` set it serves `GET /health` and `GET /progress` (what each pass
+found and did, per partition; behind the deployment's service token), which the gateway's
+`GET /admin/v1/pipeline` shows beside the readers' lag.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from minio import Minio
@@ -35,7 +40,7 @@ from minio.deleteobjects import DeleteObject
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from refinery import logging_setup
+from refinery import internal_auth, logging_setup
 
 log = logging.getLogger("refinery.bus.retention")
 
@@ -46,7 +51,7 @@ REQUEST_LOG_READERS = (LOG_INGEST_GROUP, DATASET_RULES_GROUP)
 
 
 class RetentionSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REFINERY_RETENTION_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="REFINERY_RETENTION_", extra="ignore", populate_by_name=True)
 
     bootstrap: str
     s3_endpoint: str
@@ -59,6 +64,11 @@ class RetentionSettings(BaseSettings):
     groups: list[str] = Field(default_factory=lambda: list(REQUEST_LOG_READERS))
     min_age_s: float = Field(default=10.0, ge=0)
     interval_s: float = Field(default=5.0, gt=0)
+    host: str = Field(default="127.0.0.1", description="Interface the progress server binds")
+    port: int | None = Field(default=None, description="Port of GET /health and GET /progress; none: not served")
+    internal_token: str | None = Field(
+        default=None, alias="REFINERY_INTERNAL_TOKEN",
+        description="The deployment's service token, asked of every caller of /progress")
 
 
 @dataclass
@@ -66,6 +76,28 @@ class PassResult:
     deleted: int = 0
     kept: int = 0
     partitions_held_back: int = 0
+
+
+@dataclass
+class PartitionRetention:
+    """One partition as the last pass found it, and what retention deleted there since it started."""
+
+    partition: int
+    committed: dict[str, int | None]  # per reader group; None: that reader never committed here
+    retained_from: int | None = None  # the first batch offset still stored (None: not listed yet)
+    batches: int = 0  # batch objects still stored
+    deleted: int = 0  # batch objects deleted since the job started
+
+    @property
+    def safe_offset(self) -> int | None:
+        """Below this offset every reader has stored every record; None while one has not committed."""
+        known = list(self.committed.values())
+        return None if any(o is None for o in known) else min(o for o in known if o is not None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"partition": self.partition, "committed": self.committed, "safeOffset": self.safe_offset,
+                "retainedFrom": self.retained_from, "batches": self.batches, "deleted": self.deleted,
+                "heldBackBy": sorted(g for g, o in self.committed.items() if o is None)}
 
 
 def _base_offset(key: str) -> int | None:
@@ -84,6 +116,18 @@ class Retention:
         self._s3 = Minio(settings.s3_endpoint, access_key=settings.s3_access_key,
                          secret_key=settings.s3_secret_key, secure=False, region=settings.s3_region)
         self._readers: dict[str, AIOKafkaConsumer] = {}
+        self.partitions: dict[int, PartitionRetention] = {}
+        self.passes = 0
+        self.last_pass_at: float | None = None
+        self.last_error: str | None = None
+
+    def progress(self) -> dict[str, Any]:
+        """What `GET /progress` answers: the last pass, and each partition as it left it."""
+        return {"topic": self.settings.topic, "passes": self.passes,
+                "lastPassAt": None if self.last_pass_at is None else int(self.last_pass_at * 1000),
+                "lastError": self.last_error, "minAgeS": self.settings.min_age_s,
+                "deleted": sum(p.deleted for p in self.partitions.values()),
+                "partitions": [self.partitions[p].as_json() for p in sorted(self.partitions)]}
 
     def _prefix(self, partition: int) -> str:
         s = self.settings
@@ -118,30 +162,36 @@ class Retention:
                 found.append(int(name))
         return sorted(found)
 
+    async def _committed(self, partition: int) -> dict[str, int | None]:
+        """Each reader's committed offset on `partition` (None where it never committed)."""
+        tp = TopicPartition(self.settings.topic, partition)
+        return {group: await c.committed(tp) for group, c in self._readers.items()}
+
     async def safe_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Per partition, the lowest offset committed by every reader; partitions where some
         reader has not committed are left out (nothing there may be deleted)."""
         safe: dict[int, int] = {}
         for p in partitions:
-            tp = TopicPartition(self.settings.topic, p)
-            committed = [await c.committed(tp) for c in self._readers.values()]
-            if all(o is not None for o in committed):
-                safe[p] = min(o for o in committed if o is not None)
+            offset = PartitionRetention(p, await self._committed(p)).safe_offset
+            if offset is not None:
+                safe[p] = offset
         return safe
 
-    def _delete_below(self, partition: int, safe: int, now: float) -> tuple[int, int]:
+    def _delete_below(self, partition: int, safe: int | None, now: float) -> tuple[int, int, int | None]:
         """Delete the partition's batch objects that end at or below `safe` and are old enough.
 
         An object holds the batch starting at its name's offset and ending where the next
         object starts, so an object is deletable only when the next one starts at or below
-        `safe`; the newest object is never deleted (Tansu's listing needs the tail)."""
+        `safe`; the newest object is never deleted (Tansu's listing needs the tail). With `safe`
+        None (a reader has not committed) nothing is deleted. Returns the objects deleted and
+        kept, and the first offset still stored."""
         objs = []
         for o in self._s3.list_objects(self.settings.bucket, prefix=self._prefix(partition), recursive=True):
             base = _base_offset(o.object_name)
             if base is not None:
                 objs.append((base, o.object_name, o.last_modified.timestamp() if o.last_modified else now))
         objs.sort()
-        doomed = [
+        doomed = [] if safe is None else [
             name for (_, name, modified), (next_base, _, _) in itertools.pairwise(objs)
             if next_base <= safe and now - modified >= self.settings.min_age_s
         ]
@@ -150,28 +200,41 @@ class Retention:
                                                   [DeleteObject(n) for n in doomed[i:i + 1000]]))
             if errors:
                 raise RuntimeError(f"deleting {len(errors)} objects failed: {errors[0]}")
-        return len(doomed), len(objs) - len(doomed)
+        gone = set(doomed)
+        left = [base for base, name, _ in objs if name not in gone]
+        return len(doomed), len(left), left[0] if left else None
 
     async def run_once(self) -> PassResult:
         result = PassResult()
         partitions = await asyncio.to_thread(self._partitions)
-        safe = await self.safe_offsets(partitions)
-        result.partitions_held_back = len(partitions) - len(safe)
         now = time.time()
-        for partition, offset in safe.items():
-            deleted, kept = await asyncio.to_thread(self._delete_below, partition, offset, now)
+        for partition in partitions:
+            seen = PartitionRetention(partition, await self._committed(partition))
+            before = self.partitions.get(partition)
+            seen.deleted = before.deleted if before is not None else 0
+            if seen.safe_offset is None:
+                result.partitions_held_back += 1
+            deleted, kept, seen.retained_from = await asyncio.to_thread(
+                self._delete_below, partition, seen.safe_offset, now)
+            seen.deleted += deleted
+            seen.batches = kept
+            self.partitions[partition] = seen
             result.deleted += deleted
             result.kept += kept
+        self.passes += 1
+        self.last_pass_at = time.time()
         return result
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 r = await self.run_once()
+                self.last_error = None
                 if r.deleted:
                     log.info("retention deleted %d batch objects (%d kept, %d partitions held back)",
                              r.deleted, r.kept, r.partitions_held_back)
             except (KafkaError, OSError, RuntimeError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("retention pass failed, will retry: %s", exc)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.interval_s)
@@ -231,6 +294,31 @@ class PositionCommitter:
             self._later = None
 
 
+def progress_app(retention: Retention, token: str | None) -> web.Application:
+    """`GET /health` (always open) and `GET /progress` (behind the service token, when there is one)."""
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def progress(_: web.Request) -> web.Response:
+        return web.json_response(retention.progress())
+
+    guards: list[Any] = [internal_auth.http_guard(token)] if token else []  # typed as the kernel's http() has it
+    app = web.Application(middlewares=guards)
+    app.router.add_get("/health", health)
+    app.router.add_get("/progress", progress)
+    return app
+
+
+async def _serve(retention: Retention, settings: RetentionSettings) -> web.AppRunner | None:
+    if settings.port is None:
+        return None
+    runner = web.AppRunner(progress_app(retention, settings.internal_token), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    return runner
+
+
 async def _main() -> None:
     logging_setup.configure("retention")
     settings = RetentionSettings()  # type: ignore[call-arg]
@@ -239,17 +327,21 @@ async def _main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     retention = Retention(settings)
-    while not stop.is_set():
-        try:
-            await retention.start()
-            break
-        except (KafkaError, OSError) as exc:
-            log.warning("broker not reachable yet: %s", exc)
-            await asyncio.sleep(1)
+    runner = await _serve(retention, settings)
     try:
+        while not stop.is_set():
+            try:
+                await retention.start()
+                break
+            except (KafkaError, OSError) as exc:
+                retention.last_error = f"broker not reachable yet: {exc}"
+                log.warning("broker not reachable yet: %s", exc)
+                await asyncio.sleep(1)
         await retention.run(stop)
     finally:
         await retention.stop()
+        if runner is not None:
+            await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class Stack:
             "inference_grpc": free_port(),
             "criteria_grpc": free_port(),
             "eval_grpc": free_port(),
+            "retention_http": free_port(),
         }
 
     @property
@@ -176,6 +177,7 @@ class Stack:
             "REFINERY_REGISTRY_GRPC": f"127.0.0.1:{p['registry_grpc']}",
             "REFINERY_CRITERIA_GRPC": f"127.0.0.1:{p['criteria_grpc']}",
             "REFINERY_EVAL_GRPC": f"127.0.0.1:{p['eval_grpc']}",
+            **({"REFINERY_RETENTION_URL": f"http://127.0.0.1:{p['retention_http']}"} if self.durable else {}),
             **({"REFINERY_TRAINER_GRPC": f"127.0.0.1:{p['trainer_grpc']}",
                 "REFINERY_INFERENCE_GRPC": f"127.0.0.1:{p['inference_grpc']}"} if ml else {}),
         })
@@ -188,6 +190,7 @@ class Stack:
                 "REFINERY_RETENTION_S3_SECRET_KEY": s3.secret_key,
                 "REFINERY_RETENTION_S3_REGION": s3.region,
                 "REFINERY_RETENTION_TOPIC": self.extra_env.get("REFINERY_REQUEST_LOGS_TOPIC", REQUEST_LOGS_TOPIC),
+                "REFINERY_RETENTION_PORT": str(p["retention_http"]),
             })
             self.retention.start()
         for proc in self.services.values():
