@@ -3,7 +3,9 @@ reward model through inference. The judge API, `op-criteria` and the alignment w
 
 The LLM judge's verdict is read only from the arguments of its forced `record_judgement` tool call
 (structured output): an answer without that call, or with arguments that are not `{explanation:
-string, passed: boolean}`, is a judging error, never free text read for a verdict. Judge calls go
+string, passed: boolean}`, is a judging error, never free text read for a verdict. The call's
+optional `score` grades a verdict (0.8 for a clear pass, 0.6 for a narrow one) where it agrees with
+`passed`; without one a pass scores 1 and a fail 0. Judge calls go
 through proxy-router like any other call, so they are logged (with `op_criterion` metadata naming the
 criterion version), cached and costed in the project.
 
@@ -16,6 +18,7 @@ usable verdict) and `refused` (the reward model refused the conversation).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -86,6 +89,22 @@ class Target:
 
 def read_verdict(response: Any) -> tuple[bool, str]:
     """(passed, explanation) from a chat completion whose first choice called `record_judgement`."""
+    passed, explanation, _ = read_judgement(response)
+    return passed, explanation
+
+
+def graded_score(passed: bool, given: Any) -> float:
+    """The judge's own score where it gave one in [0, 1] that agrees with its verdict (at least 0.5
+    for a pass, below 0.5 for a fail); otherwise 1 for a pass and 0 for a fail. `passed` decides:
+    a score that contradicts it is not read as a verdict."""
+    if (isinstance(given, (int, float)) and not isinstance(given, bool) and math.isfinite(given)
+            and 0 <= given <= 1 and (given >= 0.5) == passed):
+        return float(given)
+    return 1.0 if passed else 0.0
+
+
+def read_judgement(response: Any) -> tuple[bool, str, float]:
+    """(passed, explanation, score) from a chat completion whose first choice called `record_judgement`."""
     try:
         message = response["choices"][0]["message"]
     except (KeyError, IndexError, TypeError):
@@ -107,7 +126,7 @@ def read_verdict(response: Any) -> tuple[bool, str]:
         raise JudgeError("bad_verdict", f"the judge's {TOOL_NAME} call has no boolean `passed`")
     if not isinstance(explanation, str):
         raise JudgeError("bad_verdict", f"the judge's {TOOL_NAME} call has no string `explanation`")
-    return passed, explanation
+    return passed, explanation, graded_score(passed, args.get("score"))
 
 
 def usage_of(response: Any, model: str) -> Usage:
@@ -157,8 +176,8 @@ class LlmJudge:
             response = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise JudgeError("bad_verdict", f"judge model {model} answered with a body that is not JSON") from None
-        passed, explanation = read_verdict(response)
-        return Verdict(1.0 if passed else 0.0, explanation, usage_of(response, model))
+        _, explanation, score = read_judgement(response)
+        return Verdict(score, explanation, usage_of(response, model))
 
 
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)

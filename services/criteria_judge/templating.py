@@ -19,8 +19,9 @@ INSTRUCTIONS = (
     "You are a judge. You are shown the input an AI model was given and the output it produced, and a "
     "criterion. Decide whether the output passed or failed the criterion: judge only the output, using the "
     "input as context. Record your decision by calling the record_judgement function exactly once, with "
-    "`explanation` (a short reason, written first) and `passed` (true if the output passed the criterion, "
-    "false if it failed)."
+    "`explanation` (a short reason, written first), `passed` (true if the output passed the criterion, "
+    "false if it failed) and `score`, from 0 to 1, how fully the output meets the criterion: at least 0.5 "
+    "if it passed, below 0.5 if it failed."
 )
 
 JUDGEMENT_TOOL: dict[str, Any] = {
@@ -33,6 +34,9 @@ JUDGEMENT_TOOL: dict[str, Any] = {
             "properties": {
                 "explanation": {"type": "string", "description": "Why the output passed or failed."},
                 "passed": {"type": "boolean", "description": "true: the output passed; false: it failed."},
+                "score": {"type": "number", "minimum": 0, "maximum": 1, "description": (
+                    "How fully the output meets the criterion, 0 to 1: at least 0.5 if it passed, below 0.5 "
+                    "if it failed.")},
             },
             "required": ["explanation", "passed"],
             "additionalProperties": False,

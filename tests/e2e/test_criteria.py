@@ -245,6 +245,28 @@ def test_best_of_n_through_the_openpipe_sdk_and_a_judge_that_errors(project: Pro
     assert latest["statusCode"] == 200 and latest["reqPayload"]["messages"][0]["content"] == "count to 3"
 
 
+def test_a_judge_that_grades_its_verdicts_scores_by_its_grades(project: Project) -> None:
+    # The fake judge grades a pass 0.8 (and a fail 0.2) when the prompt says so, as a real judge may grade a
+    # narrow pass below a clear one; the verdict still decides PASS or FAIL.
+    name = f"graded-{uuid.uuid4().hex[:6]}"
+    project.criterion(name, 'It fails if the output contains "(choice". A pass scores 0.8.')
+    completion = project.openai.chat.completions.create(
+        model="gpt-4o", n=2, messages=[{"role": "user", "content": "count to 2"}],
+        extra_headers={"op-criteria": json.dumps([name])})
+    results = [c.model_extra["criteria_results"][name] for c in completion.choices]  # type: ignore[index]
+    assert [(r["status"], r["score"]) for r in results] == [("success", 0.8), ("success", pytest.approx(0.2))]
+    judged = project.op.get_criterion_judgement(criterion_id=name, input={"messages": [
+        {"role": "user", "content": "count to 2"}]}, output={"role": "assistant", "content": "1, 2 (choice 9)"})
+    assert judged.score == pytest.approx(0.2) and judged.explanation == 'The output contains "(choice".'
+    line = json.dumps({"messages": [{"role": "user", "content": "count"}, {"role": "assistant", "content": "1, 2"}],
+                       "judgement": "PASS"})
+    assert project.api.post(f"/criteria/{name}/alignment-set", content=line,
+                            headers={"content-type": "application/jsonl"}).json()["added"] == 1
+    [row] = _judged(project, name, 1, 1)
+    assert row["judge"]["judgement"] == "PASS" and row["judge"]["score"] == 0.8
+    assert _stats(project, name, 1)["trueNegatives"] == 1
+
+
 def test_refusals_name_the_problem_and_write_nothing(project: Project) -> None:
     tag = uuid.uuid4().hex[:6]
     name = f"refusals-{tag}"

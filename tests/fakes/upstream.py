@@ -24,7 +24,9 @@ Why these particular behaviours:
   prompt says ``fails if the output contains "X"`` (any case, double quotes), ``passed`` is whether X
   does not occur (any case) between the ``<output>`` and ``</output>`` lines of the last user
   message; when it says ``fails unless the output contains "X"``, ``passed`` is whether X does occur
-  there; otherwise ``passed`` is true. ``explanation`` says which (``The output contains "X".``).
+  there; otherwise ``passed`` is true. ``explanation`` says which (``The output contains "X".``). When
+  the prompt also says ``a pass scores N`` (N from 0.5 to 1), the verdict carries ``score``: N for a
+  pass, 1 - N for a fail.
   Both routes do it: OpenAI's forced ``tool_choice`` and Anthropic's ``{"type": "tool"}``.
 * A request that forces the tool ``record_comparison`` (a head-to-head eval's judge) gets a verdict
   ``{"winner": "A" | "B" | "tie", "explanation"}`` that is a pure function of the prompt too, read from
@@ -80,6 +82,7 @@ HANGUP_AFTER_FRAMES = 4
 JUDGE_TOOL = "record_judgement"
 _FAILS_IF = re.compile(r'fails if the output contains "([^"]+)"', re.IGNORECASE)
 _FAILS_UNLESS = re.compile(r'fails unless the output contains "([^"]+)"', re.IGNORECASE)
+_PASS_SCORES = re.compile(r"a pass scores (0\.[5-9][0-9]*|1(?:\.0+)?)\b", re.IGNORECASE)
 COMPARE_TOOL = "record_comparison"
 _PREFERS = re.compile(r'prefer the output that contains "([^"]+)"', re.IGNORECASE)
 _ALWAYS_A = re.compile(r"always prefer output A", re.IGNORECASE)
@@ -306,11 +309,16 @@ def _judge_verdict(system: str, last_user: str) -> dict[str, Any]:
     rule = _FAILS_IF.search(system)
     match = rule or _FAILS_UNLESS.search(system)
     if match is None:
-        return {"explanation": "No failing condition applies to the output.", "passed": True}
-    word = match.group(1)
-    contains = word.lower() in _output_block(last_user).lower()
-    explanation = f'The output contains "{word}".' if contains else f'The output does not contain "{word}".'
-    return {"explanation": explanation, "passed": contains != (rule is not None)}
+        verdict: dict[str, Any] = {"explanation": "No failing condition applies to the output.", "passed": True}
+    else:
+        word = match.group(1)
+        contains = word.lower() in _output_block(last_user).lower()
+        explanation = f'The output contains "{word}".' if contains else f'The output does not contain "{word}".'
+        verdict = {"explanation": explanation, "passed": contains != (rule is not None)}
+    graded = _PASS_SCORES.search(system)
+    if graded is not None:
+        verdict["score"] = round(float(graded.group(1)) if verdict["passed"] else 1 - float(graded.group(1)), 6)
+    return verdict
 
 
 def _tagged(text: str, tag: str) -> str | None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
-from criteria_judge.judging import JudgeError, Target, judge_request, read_verdict, usage_of
+from criteria_judge.judging import JudgeError, Target, judge_request, read_judgement, read_verdict, usage_of
 from criteria_judge.templating import TOOL_NAME, user_message
 from refinery.events.criteria import CriterionVersionSpec
 from refinery.wire.anthropic import message_to_openai_completion, to_messages_request
@@ -57,10 +57,12 @@ def test_the_judge_request_forces_the_verdict_tool_and_names_the_version() -> No
     assert body["tool_choice"] == {"type": "function", "function": {"name": TOOL_NAME}}
     [tool] = body["tools"]
     params = tool["function"]["parameters"]
-    assert params["properties"] == {"explanation": {"type": "string", "description": params["properties"][
-        "explanation"]["description"]}, "passed": {"type": "boolean", "description": params["properties"]["passed"][
-            "description"]}}
-    assert sorted(params["required"]) == ["explanation", "passed"]
+    props = params["properties"]
+    assert props == {"explanation": {"type": "string", "description": props["explanation"]["description"]},
+                     "passed": {"type": "boolean", "description": props["passed"]["description"]},
+                     "score": {"type": "number", "minimum": 0, "maximum": 1,
+                               "description": props["score"]["description"]}}
+    assert sorted(params["required"]) == ["explanation", "passed"]  # a judge that gives no score still judges
     system, user = body["messages"]
     assert system["role"] == "system" and spec.prompt in system["content"]
     assert all(word in system["content"] for word in ("input", "output", "passed", "failed"))
@@ -80,6 +82,24 @@ def _call(arguments: Any, name: str = TOOL_NAME) -> dict[str, Any]:
 def test_the_verdict_is_read_from_the_tool_call_arguments() -> None:
     assert read_verdict(_answer(_call('{"explanation": "fine", "passed": true}'))) == (True, "fine")
     assert read_verdict(_answer(_call('{"passed": false, "explanation": "says Paris"}'))) == (False, "says Paris")
+
+
+@pytest.mark.parametrize(("arguments", "score"), [
+    ('{"explanation": "x", "passed": true}', 1.0),  # no grade: a pass is 1, a fail 0
+    ('{"explanation": "x", "passed": false}', 0.0),
+    ('{"explanation": "x", "passed": true, "score": 0.6}', 0.6),  # a narrow pass
+    ('{"explanation": "x", "passed": true, "score": 0.5}', 0.5),
+    ('{"explanation": "x", "passed": false, "score": 0.2}', 0.2),
+    ('{"explanation": "x", "passed": true, "score": 1}', 1.0),
+    ('{"explanation": "x", "passed": true, "score": 0.3}', 1.0),  # contradicts `passed`: the verdict decides
+    ('{"explanation": "x", "passed": false, "score": 0.9}', 0.0),
+    ('{"explanation": "x", "passed": true, "score": 7}', 1.0),  # out of range
+    ('{"explanation": "x", "passed": true, "score": "0.7"}', 1.0),  # not a number
+    ('{"explanation": "x", "passed": true, "score": true}', 1.0),
+])
+def test_a_score_grades_the_verdict_only_where_it_agrees_with_it(arguments: str, score: float) -> None:
+    passed, explanation, graded = read_judgement(_answer(_call(arguments)))
+    assert (explanation, graded) == ("x", score) and (graded >= 0.5) == passed
 
 
 @pytest.mark.parametrize(("message", "why"), [

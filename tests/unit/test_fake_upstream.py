@@ -188,13 +188,26 @@ FORCE_JUDGEMENT = {"type": "function", "function": {"name": "record_judgement"}}
 ])
 async def test_a_forced_record_judgement_gets_the_prompts_verdict(
         oai: openai.AsyncOpenAI, system: str, output: str, passed: bool, explanation: str) -> None:
+    assert await _judgement(oai, system, output) == {"passed": passed, "explanation": explanation}
+
+
+async def test_a_prompt_that_grades_a_pass_adds_the_score(oai: openai.AsyncOpenAI) -> None:
+    graded = 'It fails if the output contains "Paris". A pass scores 0.7.'
+    assert await _judgement(oai, graded, "Rome") == {
+        "passed": True, "score": 0.7, "explanation": 'The output does not contain "Paris".'}
+    assert await _judgement(oai, graded, "Paris") == {
+        "passed": False, "score": 0.3, "explanation": 'The output contains "Paris".'}
+    assert "score" not in await _judgement(oai, "Judge it. A pass scores 0.2.", "x")  # below 0.5: no grade
+
+
+async def _judgement(oai: openai.AsyncOpenAI, system: str, output: str) -> dict[str, Any]:
     # The word in the input (before the output block) does not count.
     user = f"<input>\nSay PINEAPPLE or Paris\n</input>\n<output>\n{output}\n</output>"
     resp = await oai.chat.completions.create(
         model="gpt-4o", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
         tools=[JUDGEMENT], tool_choice=FORCE_JUDGEMENT)
     [call] = resp.choices[0].message.tool_calls or []
-    assert json.loads(call.function.arguments) == {"passed": passed, "explanation": explanation}
+    return json.loads(call.function.arguments)
 
 
 COMPARE = {"type": "function", "function": {"name": "record_comparison", "parameters": {
