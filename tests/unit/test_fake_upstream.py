@@ -23,6 +23,7 @@ import anthropic
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
+from criteria_judge.templating import FORCED_TOOL_CHOICE, JUDGEMENT_TOOL
 from pydantic import BaseModel
 
 from tests.fakes.upstream import build_app
@@ -172,10 +173,6 @@ async def test_tool_calls_first_or_forced_tool(oai: openai.AsyncOpenAI) -> None:
     assert not declined.choices[0].message.tool_calls
 
 
-JUDGEMENT = {"type": "function", "function": {"name": "record_judgement", "parameters": {
-    "type": "object", "required": ["explanation", "passed"],
-    "properties": {"explanation": {"type": "string"}, "passed": {"type": "boolean"}}}}}
-FORCE_JUDGEMENT = {"type": "function", "function": {"name": "record_judgement"}}
 
 
 @pytest.mark.parametrize(("system", "output", "passed", "explanation"), [
@@ -205,7 +202,7 @@ async def _judgement(oai: openai.AsyncOpenAI, system: str, output: str) -> dict[
     user = f"<input>\nSay PINEAPPLE or Paris\n</input>\n<output>\n{output}\n</output>"
     resp = await oai.chat.completions.create(
         model="gpt-4o", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-        tools=[JUDGEMENT], tool_choice=FORCE_JUDGEMENT)
+        tools=[JUDGEMENT_TOOL], tool_choice=FORCED_TOOL_CHOICE)  # as criteria-judge asks
     [call] = resp.choices[0].message.tool_calls or []
     return json.loads(call.function.arguments)
 

@@ -167,16 +167,6 @@ class Retention:
         tp = TopicPartition(self.settings.topic, partition)
         return {group: await c.committed(tp) for group, c in self._readers.items()}
 
-    async def safe_offsets(self, partitions: list[int]) -> dict[int, int]:
-        """Per partition, the lowest offset committed by every reader; partitions where some
-        reader has not committed are left out (nothing there may be deleted)."""
-        safe: dict[int, int] = {}
-        for p in partitions:
-            offset = PartitionRetention(p, await self._committed(p)).safe_offset
-            if offset is not None:
-                safe[p] = offset
-        return safe
-
     def _delete_below(self, partition: int, safe: int | None, now: float) -> tuple[int, int, int | None]:
         """Delete the partition's batch objects that end at or below `safe` and are old enough.
 
